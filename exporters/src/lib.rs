@@ -1,1 +1,111 @@
-//! placeholder
+//! Magpie's exporters: where batches leave the agent.
+//!
+//! One module per exporter type, its config beside its code. This file holds
+//! the closed list: [`TYPES`] (what `magpie components` prints), the
+//! [`ExporterConfig`] enum and one `match` per operation. Adding an exporter is
+//! one module, one variant, one arm in each `match`; the compiler points at
+//! what is missing.
+//!
+//! Queueing (`sending_queue`) and retry (`retry_on_failure`) are not here: the
+//! agent applies them to every exporter alike.
+//!
+//! This crate depends on `magpie-core` only.
+//!
+//! # Layout
+//!
+//! - [`blackhole`]: counts and discards (benchmarks, load tests).
+//! - [`debug`]: prints batches to stderr at three verbosities.
+//! - [`file`]: OTLP/JSON lines with size-based rotation and optional gzip.
+
+pub mod blackhole;
+pub mod debug;
+pub mod file;
+
+use magpie_core::config::{ConfigError, Node, from_node};
+use magpie_core::queue::WhenFull;
+use magpie_core::{ComponentError, ComponentId, Exporter, Signals, TypeInfo};
+
+/// Every exporter type, in the order `magpie components` lists them.
+pub const TYPES: &[TypeInfo] = &[
+    TypeInfo {
+        name: "blackhole",
+        signals: Signals::ALL,
+        routes: &[],
+        about: "counts and discards everything (benchmarks and load tests)",
+    },
+    TypeInfo {
+        name: "debug",
+        signals: Signals::ALL,
+        routes: &[],
+        about: "prints batches to stderr: counts, one line per item, or every field",
+    },
+    TypeInfo {
+        name: "file",
+        signals: Signals::ALL,
+        routes: &[],
+        about: "writes OTLP/JSON lines to a file, with size-based rotation and gzip",
+    },
+];
+
+/// The typed config of one exporter.
+#[derive(Clone, Debug)]
+pub enum ExporterConfig {
+    Blackhole(blackhole::BlackholeConfig),
+    Debug(debug::DebugConfig),
+    File(file::FileConfig),
+}
+
+/// A parsed config and the paths of its secret fields.
+pub type Parsed = (ExporterConfig, Vec<String>);
+
+impl ExporterConfig {
+    /// Parses `node` as the config of `type_name`, one of [`TYPES`]. `path` is
+    /// the node's dotted path (`exporters.file/audit`) for messages.
+    pub fn parse(type_name: &str, node: &Node, path: &str) -> Result<Option<Parsed>, ConfigError> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            node: &Node,
+            path: &str,
+            wrap: fn(T) -> ExporterConfig,
+        ) -> Result<Option<Parsed>, ConfigError> {
+            from_node::<T>(node, path).map(|(c, s)| Some((wrap(c), s)))
+        }
+        match type_name {
+            "blackhole" => typed(node, path, ExporterConfig::Blackhole),
+            "debug" => typed(node, path, ExporterConfig::Debug),
+            "file" => typed(node, path, ExporterConfig::File),
+            _ => Ok(None),
+        }
+    }
+
+    /// Problems the types alone cannot catch, as messages for the component.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ExporterConfig::Blackhole(_) => Vec::new(),
+            ExporterConfig::Debug(_) => Vec::new(),
+            ExporterConfig::File(c) => c.problems(),
+        }
+    }
+
+    /// Addresses this exporter listens on (for duplicate detection).
+    pub fn listen_addresses(&self) -> Vec<(String, String)> {
+        match self {
+            ExporterConfig::Blackhole(_) | ExporterConfig::Debug(_) | ExporterConfig::File(_) => Vec::new(),
+        }
+    }
+
+    /// What a full queue does when the config does not say: durable sinks
+    /// block, live views drop the oldest.
+    pub fn default_when_full(&self) -> WhenFull {
+        match self {
+            ExporterConfig::Blackhole(_) | ExporterConfig::Debug(_) | ExporterConfig::File(_) => WhenFull::Block,
+        }
+    }
+
+    pub fn build(&self, id: &ComponentId) -> Result<Box<dyn Exporter>, ComponentError> {
+        Ok(match self {
+            ExporterConfig::Blackhole(c) => Box::new(blackhole::BlackholeExporter::new(c)),
+            ExporterConfig::Debug(c) => Box::new(debug::DebugExporter::new(id, c)),
+            ExporterConfig::File(c) => Box::new(file::FileExporter::new(id, c)),
+        })
+    }
+}

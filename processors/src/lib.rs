@@ -1,1 +1,107 @@
-//! placeholder
+//! Magpie's processors and connectors: what happens to batches between the
+//! receivers and the exporters.
+//!
+//! Processors are synchronous and per pipeline (each pipeline gets its own
+//! instance); timers are deadlines the pipeline task waits on. Connectors join
+//! pipelines: an exporter in one, a receiver in another.
+//!
+//! As in every component crate, this file is the closed list: [`TYPES`] and
+//! [`CONNECTOR_TYPES`], one config enum each and one `match` per operation.
+//! This crate depends on `magpie-core` only.
+//!
+//! # Layout
+//!
+//! - [`batch`]: merges small batches and splits large ones by item count, with a timeout.
+//! - [`forward`]: connector passing batches unchanged from one pipeline to others of the same signal.
+
+pub mod batch;
+pub mod forward;
+
+use magpie_core::config::{ConfigError, Node, from_node};
+use magpie_core::{ComponentError, ComponentId, Connector, Processor, Signal, Signals, TypeInfo};
+
+/// Every processor type.
+pub const TYPES: &[TypeInfo] = &[TypeInfo {
+    name: "batch",
+    signals: Signals::ALL,
+    routes: &[],
+    about: "merges small batches and splits large ones by item count, flushing on a timeout",
+}];
+
+/// Every connector type.
+pub const CONNECTOR_TYPES: &[TypeInfo] = &[TypeInfo {
+    name: "forward",
+    signals: Signals::ALL,
+    routes: &[
+        (Signal::Traces, Signal::Traces),
+        (Signal::Metrics, Signal::Metrics),
+        (Signal::Logs, Signal::Logs),
+    ],
+    about: "passes batches unchanged from one pipeline into others of the same signal",
+}];
+
+fn typed<T: serde::de::DeserializeOwned, C>(
+    node: &Node,
+    path: &str,
+    wrap: fn(T) -> C,
+) -> Result<Option<(C, Vec<String>)>, ConfigError> {
+    from_node::<T>(node, path).map(|(c, s)| Some((wrap(c), s)))
+}
+
+/// The typed config of one processor.
+#[derive(Clone, Debug)]
+pub enum ProcessorConfig {
+    Batch(batch::BatchConfig),
+}
+
+impl ProcessorConfig {
+    /// Parses `node` as the config of `type_name`; `None` for an unknown type.
+    pub fn parse(type_name: &str, node: &Node, path: &str) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
+        match type_name {
+            "batch" => typed(node, path, ProcessorConfig::Batch),
+            _ => Ok(None),
+        }
+    }
+
+    /// Problems the types alone cannot catch.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ProcessorConfig::Batch(c) => c.problems(),
+        }
+    }
+
+    /// A fresh instance for one pipeline.
+    pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Processor>, ComponentError> {
+        Ok(match self {
+            ProcessorConfig::Batch(c) => Box::new(batch::BatchProcessor::new(c)),
+        })
+    }
+}
+
+/// The typed config of one connector.
+#[derive(Clone, Debug)]
+pub enum ConnectorConfig {
+    Forward(forward::ForwardConfig),
+}
+
+impl ConnectorConfig {
+    /// Parses `node` as the config of `type_name`; `None` for an unknown type.
+    pub fn parse(type_name: &str, node: &Node, path: &str) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
+        match type_name {
+            "forward" => typed(node, path, ConnectorConfig::Forward),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConnectorConfig::Forward(_) => Vec::new(),
+        }
+    }
+
+    pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Connector>, ComponentError> {
+        Ok(match self {
+            ConnectorConfig::Forward(c) => Box::new(forward::ForwardConnector::new(c)),
+        })
+    }
+}
