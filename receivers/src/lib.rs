@@ -32,7 +32,11 @@ fn typed<T: serde::de::DeserializeOwned>(
 
 impl ReceiverConfig {
     /// Parses `node` as the config of `type_name`; `None` for an unknown type.
-    pub fn parse(type_name: &str, node: &Node, path: &str) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
+    pub fn parse(
+        type_name: &str,
+        node: &Node,
+        path: &str,
+    ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         let _ = (node, path);
         match type_name {
             _ => Ok(None),
