@@ -235,8 +235,14 @@ impl Node {
     }
 }
 
+/// The parser's message without its own `error: line L column C:` prefix
+/// (the location is reported separately).
 fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s).trim_start_matches("error: ")
+    let line = s.lines().next().unwrap_or(s).trim_start_matches("error: ");
+    match line.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, rest)) if pos.contains(" column ") => rest,
+        _ => line,
+    }
 }
 
 fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
