@@ -36,3 +36,16 @@ pub fn magpie_bin() -> PathBuf {
     );
     bin
 }
+
+/// An HTTP client for tests (plain HTTP on loopback; the ring provider is
+/// installed for the occasional TLS test).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("http client")
+}
+
+/// Sends `signal` (e.g. "HUP", "TERM") to `pid` with kill(1).
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
