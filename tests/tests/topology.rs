@@ -40,7 +40,10 @@ async fn start(yaml: &str, captures: &[&str]) -> (Rig, Vec<CaptureHandle>) {
 impl Rig {
     fn stats(&self, id: &str, kind: ComponentKind) -> StatsSnapshot {
         let e = self.telemetry.entries();
-        e.iter().find(|e| e.id.to_string() == id && e.kind == kind).map(|e| e.stats.snapshot()).unwrap_or_default()
+        e.iter()
+            .find(|e| e.id.to_string() == id && e.kind == kind)
+            .map(|e| e.stats.snapshot())
+            .unwrap_or_default()
     }
 }
 
@@ -82,7 +85,10 @@ async fn a_stalled_drop_oldest_exporter_does_not_slow_the_others() {
     slow.stall();
     let t0 = Instant::now();
     for _ in 0..200 {
-        rig.src.send(spans(1), Duration::from_secs(1)).await.expect("the pipeline never blocks on a drop_oldest exporter");
+        rig.src
+            .send(spans(1), Duration::from_secs(1))
+            .await
+            .expect("the pipeline never blocks on a drop_oldest exporter");
     }
     assert!(fast.wait_for_items(200, WAIT).await, "fast got {}", fast.items());
     assert!(t0.elapsed() < Duration::from_secs(5));
