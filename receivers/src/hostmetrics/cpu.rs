@@ -324,7 +324,7 @@ impl Scraper for CpuScraper {
         self.enabled.push(
             &mut out.host,
             &LOGICAL_COUNT,
-            vec![int_point(stat.cpus.len() as u64, 0, now, vec![])],
+            vec![int_point(stat.cpus.len() as u64, start, now, vec![])],
         );
         self.prev = Some(stat);
         Ok(())
