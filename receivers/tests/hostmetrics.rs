@@ -402,8 +402,7 @@ async fn an_unreadable_root_fails_start() {
     let e = r
         .start(&"hostmetrics".parse().expect("valid id"))
         .await
-        .err()
-        .expect("start fails");
+        .expect_err("start fails");
     assert!(
         e.message
             .contains("reading /nonexistent-magpie-root/proc/stat"),
