@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Settings of the `process` scraper.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessConfig {
     /// Which processes to report; at least one matcher is required.
@@ -45,6 +45,17 @@ pub struct ProcessConfig {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            include: Matchers::default(),
+            exclude: Matchers::default(),
+            include_owner: true,
+            metrics: MetricToggles::default(),
+        }
+    }
 }
 
 /// Ways to pick processes; a process matches when any one matcher does.
