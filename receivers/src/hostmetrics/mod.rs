@@ -921,6 +921,105 @@ mod tests {
         assert!(read_into(&dir.path().join("missing"), &mut buf).is_err());
     }
 
+    /// A fake host under `root_path`, built from the fixtures.
+    fn fake_root() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host");
+        let proc = dir.path().join("proc");
+        for sub in ["", "1/net"] {
+            std::fs::create_dir_all(proc.join(sub)).expect("mkdir");
+        }
+        let files = [
+            ("stat", "stat"),
+            ("loadavg", "loadavg"),
+            ("diskstats", "diskstats"),
+            ("net_dev", "1/net/dev"),
+            ("vmstat", "vmstat"),
+            ("filesystems", "filesystems"),
+            ("pid_stat", "1/stat"),
+        ];
+        for (from, to) in files {
+            std::fs::copy(fixtures.join(from), proc.join(to)).expect("copy fixture");
+        }
+        // The host's init sees one ext4 root, which is the temp dir itself.
+        std::fs::write(
+            proc.join("1/mounts"),
+            "/dev/sda1 / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n",
+        )
+        .expect("write");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(dir.path().join("etc/hostname"), "fakehost\n").expect("write");
+        dir
+    }
+
+    fn names(batch: &[ResourceMetrics]) -> Vec<String> {
+        batch
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn scrapes_everything_under_root_path_and_survives_a_failing_scraper() {
+        let root = fake_root();
+        let config = HostmetricsConfig {
+            root_path: root.path().display().to_string(),
+            ..Default::default()
+        };
+        let mut engine =
+            HostScraper::new(&config, "hostmetrics/test").expect("builds over the fake root");
+        engine.baseline();
+        let batch = engine.scrape();
+        assert_eq!(batch.len(), 1);
+        let host = batch[0]
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            magpie_core::otlp::attr_string(&host, &["host.name"]).as_deref(),
+            Some("fakehost")
+        );
+        let got = names(&batch);
+        for want in [
+            "system.cpu.time",
+            "system.cpu.logical.count",
+            "system.disk.io",
+            "system.network.io",
+            "system.filesystem.usage",
+            "system.cpu.load_average.15m",
+            "system.paging.operations",
+            "system.process.count",
+            "system.process.created",
+        ] {
+            assert!(got.iter().any(|n| n == want), "{want} missing from {got:?}");
+        }
+        // No meminfo under this root: memory fails and is marked failing
+        // (logged once); the others still report. No swaps file is no swap.
+        assert!(!got.iter().any(|n| n.starts_with("system.memory")));
+        assert!(!got.iter().any(|n| n == "system.paging.usage"));
+        let failing = |e: &HostScraper| -> Vec<&'static str> {
+            e.scrapers
+                .iter()
+                .zip(&e.failing)
+                .filter(|(_, f)| f.is_some())
+                .map(|(s, _)| s.name())
+                .collect()
+        };
+        assert_eq!(failing(&engine), ["memory"]);
+        engine.scrape();
+        assert_eq!(failing(&engine), ["memory"]);
+
+        // The files appear: the next scrape recovers and reports memory.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host");
+        std::fs::copy(fixtures.join("meminfo"), root.path().join("proc/meminfo")).expect("copy");
+        let got = names(&engine.scrape());
+        assert!(got.iter().any(|n| n == "system.memory.usage"), "{got:?}");
+        assert!(engine.failing.iter().all(Option::is_none));
+    }
+
     #[test]
     fn ratio_never_nan() {
         assert_eq!(ratio(1.0, 0.0), None);

@@ -145,21 +145,32 @@ impl Scraper for PagingScraper {
     fn scrape(&mut self, cx: &mut Cx, out: &mut Out) -> Result<(), ScrapeError> {
         let (now, start) = (cx.now, cx.boot_time);
         let e = &self.enabled;
+        // Each file stands alone: one unreadable file does not hide the other's figures.
+        let mut failed = None;
         if e.on(&USAGE) || e.on(&UTILIZATION) {
-            cx.read(&self.swaps)?;
-            let (mut usage, mut util) = (vec![], vec![]);
-            for s in parse_swaps(&cx.buf) {
-                let free = s.size.saturating_sub(s.used);
-                for (state, v) in [("used", s.used.min(s.size)), ("free", free)] {
-                    let a = attrs(&[("system.device", &s.device), ("system.paging.state", state)]);
-                    if let Some(r) = ratio(v as f64, s.size as f64) {
-                        util.push(double_point(r, 0, now, a.clone()));
+            match super::read_into(&self.swaps, &mut cx.buf) {
+                Ok(()) => {
+                    let (mut usage, mut util) = (vec![], vec![]);
+                    for s in parse_swaps(&cx.buf) {
+                        let free = s.size.saturating_sub(s.used);
+                        for (state, v) in [("used", s.used.min(s.size)), ("free", free)] {
+                            let a = attrs(&[
+                                ("system.device", &s.device),
+                                ("system.paging.state", state),
+                            ]);
+                            if let Some(r) = ratio(v as f64, s.size as f64) {
+                                util.push(double_point(r, 0, now, a.clone()));
+                            }
+                            usage.push(int_point(v, start, now, a));
+                        }
                     }
-                    usage.push(int_point(v, start, now, a));
+                    e.push(&mut out.host, &USAGE, usage);
+                    e.push(&mut out.host, &UTILIZATION, util);
                 }
+                // A kernel built without swap has no /proc/swaps: no swap, no points.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => failed = Some(ScrapeError::read(&self.swaps, err)),
             }
-            e.push(&mut out.host, &USAGE, usage);
-            e.push(&mut out.host, &UTILIZATION, util);
         }
         if e.on(&OPERATIONS) || e.on(&FAULTS) {
             cx.read(&self.vmstat)?;
@@ -197,7 +208,7 @@ impl Scraper for PagingScraper {
                 .collect();
             e.push(&mut out.host, &FAULTS, faults);
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
