@@ -227,20 +227,17 @@ pub struct CpuScraper {
 }
 
 impl CpuScraper {
-    pub fn new(config: &CpuConfig) -> Self {
+    pub fn new(config: &CpuConfig, cx: &Cx) -> Self {
         CpuScraper {
             per_cpu: config.per_cpu,
             by_mode: config.utilization_by_mode,
             enabled: Enabled::new(METRICS, &config.metrics),
-            path: PathBuf::new(),
+            path: cx.proc.join("stat"),
             prev: None,
         }
     }
 
     fn sample(&mut self, cx: &mut Cx) -> Result<Stat, ScrapeError> {
-        if self.path.as_os_str().is_empty() {
-            self.path = cx.proc.join("stat");
-        }
         cx.read(&self.path)?;
         let stat = parse_stat(&cx.buf);
         if stat.total.total() == 0 {

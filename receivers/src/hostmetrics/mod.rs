@@ -267,11 +267,6 @@ impl Enabled {
         i.is_some_and(|i| self.on & (1 << i) != 0)
     }
 
-    /// Whether any metric is on.
-    pub fn any(&self) -> bool {
-        self.on != 0
-    }
-
     /// Appends `def` with `points` to `out` if it is on and has points.
     pub fn push(&self, out: &mut Vec<Metric>, def: &MetricDef, points: Vec<NumberDataPoint>) {
         if !points.is_empty() && self.on(def) {
@@ -614,7 +609,7 @@ impl HostScraper {
         let s = config.scrapers();
         let mut scrapers: Vec<Box<dyn Scraper>> = Vec::new();
         if let Some(c) = &s.cpu {
-            scrapers.push(Box::new(cpu::CpuScraper::new(c)));
+            scrapers.push(Box::new(cpu::CpuScraper::new(c, &cx)));
         }
         if let Some(c) = &s.memory {
             scrapers.push(Box::new(memory::MemoryScraper::new(c, &cx)));
@@ -719,25 +714,36 @@ impl HostmetricsReceiver {
             engine: None,
         }
     }
+}
 
-    fn engine(&self, id: &ComponentId) -> Result<(HostScraper, Instant), ComponentError> {
-        let mut engine = HostScraper::new(&self.config, &id.to_string())?;
+/// Builds the engine and takes the baseline on a blocking thread: with the
+/// `process` scraper that reads every process's command line once.
+async fn engine(
+    config: HostmetricsConfig,
+    id: &ComponentId,
+) -> Result<(HostScraper, Instant), ComponentError> {
+    let name = id.to_string();
+    let engine = tokio::task::spawn_blocking(move || {
+        let mut engine = HostScraper::new(&config, &name)?;
         engine.baseline();
-        Ok((engine, Instant::now()))
-    }
+        Ok::<_, ComponentError>(engine)
+    })
+    .await
+    .map_err(|e| ComponentError::new(format!("start-up task failed: {e}")))??;
+    Ok((engine, Instant::now()))
 }
 
 #[async_trait::async_trait]
 impl Receiver for HostmetricsReceiver {
     async fn start(&mut self, id: &ComponentId) -> Result<(), ComponentError> {
-        self.engine = Some(self.engine(id)?);
+        self.engine = Some(engine(self.config.clone(), id).await?);
         Ok(())
     }
 
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
         let (mut engine, baseline_at) = match self.engine {
             Some(e) => e,
-            None => self.engine(&ctx.id)?,
+            None => engine(self.config.clone(), &ctx.id).await?,
         };
         let period = self.config.collection_interval;
         let first = baseline_at + period.min(FIRST_SCRAPE_DELAY_MAX);
