@@ -1027,6 +1027,59 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_metric_with_its_unit() {
+        let readme = include_str!("../../README.md");
+        let tables = [
+            cpu::METRICS,
+            memory::METRICS,
+            disk::METRICS,
+            filesystem::METRICS,
+            network::METRICS,
+            load::METRICS,
+            paging::METRICS,
+            processes::METRICS,
+            process::METRICS,
+            cgroup::METRICS,
+        ];
+        for d in tables.iter().flat_map(|t| t.iter()) {
+            let row = readme
+                .lines()
+                .find(|l| {
+                    l.split('|')
+                        .nth(2)
+                        .is_some_and(|c| c.contains(&format!("`{}`", d.name)))
+                })
+                .unwrap_or_else(|| panic!("README.md has no row for {}", d.name));
+            assert!(
+                row.contains(&format!("| {} |", d.unit)),
+                "{}: unit {} not in `{row}`",
+                d.name,
+                d.unit
+            );
+            let kind = match d.kind {
+                Kind::Gauge => "Gauge",
+                Kind::Counter => "Counter",
+                Kind::UpDownCounter => "UpDownCounter",
+            };
+            assert!(
+                row.contains(&format!("| {kind} |")),
+                "{}: {kind} not in `{row}`",
+                d.name
+            );
+            let default = if d.default_enabled {
+                "| on |"
+            } else {
+                "| off |"
+            };
+            assert!(
+                row.ends_with(default),
+                "{}: default not `{default}` in `{row}`",
+                d.name
+            );
+        }
+    }
+
+    #[test]
     fn ratio_never_nan() {
         assert_eq!(ratio(1.0, 0.0), None);
         assert_eq!(ratio(f64::NAN, 1.0), None);
