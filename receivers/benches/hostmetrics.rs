@@ -6,14 +6,22 @@
 //! default scrapers; the defaults plus `process` (matching one name) and
 //! `cgroup`; and each default scraper alone.
 //!
+//! Last, the receiver itself runs on a tokio runtime with a 1s interval for
+//! a few seconds, feeding a channel that is drained, to show what an idle
+//! agent spends on it.
+//!
 //! `cargo bench -p magpie-receivers --bench hostmetrics [-- N]` (N scrapes
 //! per set-up, 500 by default).
 
 use magpie_core::batch::data_point_count;
+use magpie_core::{ComponentStats, Output, Receiver, ReceiverContext, Signal};
+use magpie_receivers::hostmetrics::HostmetricsReceiver;
 use magpie_receivers::hostmetrics::process::{Matchers, ProcessConfig};
 use magpie_receivers::hostmetrics::{HostScraper, HostmetricsConfig, ScrapersConfig};
 use rustix::time::{ClockId, clock_gettime};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 fn cpu_time() -> Duration {
     let t = clock_gettime(ClockId::ProcessCPUTime);
@@ -50,6 +58,59 @@ fn measure(label: &str, scrapers: ScrapersConfig, n: u32) {
     println!(
         "{label:<28} {cpu:>7.3} ms CPU/scrape  {wall:>7.3} ms wall/scrape  {points:>5} points"
     );
+}
+
+/// The receiver on a runtime, scraping every second, for `secs` seconds.
+fn idle(secs: u64) {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    else {
+        eprintln!("idle: no runtime");
+        return;
+    };
+    let config = HostmetricsConfig {
+        collection_interval: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let result = rt.block_on(async {
+        let id = "hostmetrics".parse().map_err(|e| format!("{e}"))?;
+        let mut r: Box<dyn Receiver> = Box::new(HostmetricsReceiver::new(&config));
+        r.start(&id).await.map_err(|e| e.to_string())?;
+        let stats = Arc::new(ComponentStats::default());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let mut output = Output::new(stats.clone());
+        output.add(Signal::Metrics, tx);
+        let shutdown = CancellationToken::new();
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let ctx = ReceiverContext {
+            id,
+            output,
+            shutdown: shutdown.clone(),
+            stats: stats.clone(),
+        };
+        let task = tokio::spawn(r.run(ctx));
+        let (cpu0, wall0) = (cpu_time(), Instant::now());
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let cpu = cpu_time() - cpu0;
+        let wall = wall0.elapsed();
+        shutdown.cancel();
+        let _ = task.await;
+        let _ = drain.await;
+        Ok::<_, String>((cpu, wall, stats.snapshot().accepted))
+    });
+    match result {
+        Ok((cpu, wall, points)) => {
+            let share = cpu.as_secs_f64() / wall.as_secs_f64() * 100.0;
+            println!(
+                "receiver at 1s interval: {share:.3}% of a core over {:.1}s ({points} points sent); at 10s about {:.4}%",
+                wall.as_secs_f64(),
+                share / 10.0
+            );
+        }
+        Err(e) => eprintln!("idle: {e}"),
+    }
 }
 
 fn only(f: impl FnOnce(&mut ScrapersConfig)) -> ScrapersConfig {
@@ -98,4 +159,5 @@ fn main() {
     measure("load", only(|s| s.load = d.load.clone()), n);
     measure("paging", only(|s| s.paging = d.paging.clone()), n);
     measure("processes", only(|s| s.processes = d.processes.clone()), n);
+    idle(5);
 }
