@@ -553,17 +553,17 @@ impl ProcessScraper {
         Some(users.get(&uid).cloned().unwrap_or_else(|| uid.to_string()))
     }
 
+    /// The resource attributes of a matched process, reading what the
+    /// matchers did not need (built once per process, then cached).
     fn resource(&mut self, s: &PidStat) -> Vec<KeyValue> {
-        let need_cmdline;
-        let need_exe;
-        {
-            let k = &self.known[&s.pid];
-            need_cmdline = k.identity.cmdline.is_none();
-            need_exe = k.identity.exe.is_none();
-        }
-        let id = if need_cmdline || need_exe {
+        let mut id = self
+            .known
+            .get(&s.pid)
+            .map(|k| k.identity.clone())
+            .unwrap_or_default();
+        let (need_cmdline, need_exe) = (id.cmdline.is_none(), id.exe.is_none());
+        if need_cmdline || need_exe {
             let fresh = self.read_identity(s.pid, &s.comm, need_cmdline, need_exe);
-            let mut id = self.known[&s.pid].identity.clone();
             if need_cmdline {
                 id.cmdline = fresh.cmdline;
                 id.raw_cmdline = fresh.raw_cmdline;
@@ -571,10 +571,7 @@ impl ProcessScraper {
             if need_exe {
                 id.exe = fresh.exe;
             }
-            id
-        } else {
-            self.known[&s.pid].identity.clone()
-        };
+        }
         let mut attrs = vec![
             kv_int("process.pid", i64::from(s.pid)),
             kv_int("process.parent_pid", i64::from(s.ppid)),
