@@ -10,18 +10,28 @@
 //!
 //! # Layout
 //!
+//! - [`hostmetrics`]: CPU, memory, disks, filesystems, network, load, paging,
+//!   processes and cgroups, read from `/proc` and `/sys`.
+
+pub mod hostmetrics;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Receiver, Signals, TypeInfo};
 
 /// Every receiver type, in the order `magpie components` lists them.
-pub const TYPES: &[TypeInfo] = &[];
+pub const TYPES: &[TypeInfo] = &[TypeInfo {
+    name: "hostmetrics",
+    signals: Signals::METRICS,
+    routes: &[],
+    about: "scrapes the host's CPU, memory, disks, filesystems, network, load, processes and cgroups from /proc",
+}];
 
 /// The typed config of one receiver.
 #[derive(Clone, Debug)]
-pub enum ReceiverConfig {}
+pub enum ReceiverConfig {
+    Hostmetrics(hostmetrics::HostmetricsConfig),
+}
 
-#[allow(dead_code)]
 fn typed<T: serde::de::DeserializeOwned>(
     node: &Node,
     path: &str,
@@ -37,8 +47,8 @@ impl ReceiverConfig {
         node: &Node,
         path: &str,
     ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
-        let _ = (node, path);
         match type_name {
+            "hostmetrics" => typed(node, path, ReceiverConfig::Hostmetrics),
             _ => Ok(None),
         }
     }
@@ -46,20 +56,28 @@ impl ReceiverConfig {
     /// The signals this instance produces (a receiver may be configured to
     /// produce fewer than its type can).
     pub fn signals(&self) -> Signals {
-        match *self {}
+        match self {
+            ReceiverConfig::Hostmetrics(_) => Signals::METRICS,
+        }
     }
 
     /// Problems the types alone cannot catch.
     pub fn problems(&self) -> Vec<String> {
-        match *self {}
+        match self {
+            ReceiverConfig::Hostmetrics(c) => c.problems(),
+        }
     }
 
     /// Addresses this receiver listens on, as (config path suffix, address).
     pub fn listen_addresses(&self) -> Vec<(String, String)> {
-        match *self {}
+        match self {
+            ReceiverConfig::Hostmetrics(_) => Vec::new(),
+        }
     }
 
     pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Receiver>, ComponentError> {
-        match *self {}
+        Ok(match self {
+            ReceiverConfig::Hostmetrics(c) => Box::new(hostmetrics::HostmetricsReceiver::new(c)),
+        })
     }
 }
