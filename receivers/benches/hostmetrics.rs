@@ -25,17 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 fn cpu_time() -> Duration {
     let t = clock_gettime(ClockId::ProcessCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
+    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
 
 fn measure(label: &str, scrapers: ScrapersConfig, n: u32) {
-    let config = HostmetricsConfig {
-        scrapers: Some(scrapers),
-        ..Default::default()
-    };
+    let config = HostmetricsConfig { scrapers: Some(scrapers), ..Default::default() };
     let mut engine = match HostScraper::new(&config, "bench") {
         Ok(e) => e,
         Err(e) => {
@@ -55,25 +49,16 @@ fn measure(label: &str, scrapers: ScrapersConfig, n: u32) {
     }
     let cpu = (cpu_time() - cpu0).as_secs_f64() * 1000.0 / f64::from(n);
     let wall = wall0.elapsed().as_secs_f64() * 1000.0 / f64::from(n);
-    println!(
-        "{label:<28} {cpu:>7.3} ms CPU/scrape  {wall:>7.3} ms wall/scrape  {points:>5} points"
-    );
+    println!("{label:<28} {cpu:>7.3} ms CPU/scrape  {wall:>7.3} ms wall/scrape  {points:>5} points");
 }
 
 /// The receiver on a runtime, scraping every second, for `secs` seconds.
 fn idle(secs: u64) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    else {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() else {
         eprintln!("idle: no runtime");
         return;
     };
-    let config = HostmetricsConfig {
-        collection_interval: Duration::from_secs(1),
-        ..Default::default()
-    };
+    let config = HostmetricsConfig { collection_interval: Duration::from_secs(1), ..Default::default() };
     let result = rt.block_on(async {
         let id = "hostmetrics".parse().map_err(|e| format!("{e}"))?;
         let mut r: Box<dyn Receiver> = Box::new(HostmetricsReceiver::new(&config));
@@ -84,12 +69,7 @@ fn idle(secs: u64) {
         output.add(Signal::Metrics, tx);
         let shutdown = CancellationToken::new();
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let ctx = ReceiverContext {
-            id,
-            output,
-            shutdown: shutdown.clone(),
-            stats: stats.clone(),
-        };
+        let ctx = ReceiverContext { id, output, shutdown: shutdown.clone(), stats: stats.clone() };
         let task = tokio::spawn(r.run(ctx));
         let (cpu0, wall0) = (cpu_time(), Instant::now());
         tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -121,26 +101,16 @@ fn only(f: impl FnOnce(&mut ScrapersConfig)) -> ScrapersConfig {
 
 fn main() {
     // `cargo bench` passes `--bench`; the first plain number is N.
-    let n = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse::<u32>().ok())
-        .unwrap_or(500);
+    let n = std::env::args().skip(1).find_map(|a| a.parse::<u32>().ok()).unwrap_or(500);
     let procs = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-                .count()
-        })
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok()).count())
         .unwrap_or(0);
     println!("hostmetrics: {n} scrapes per set-up, {procs} processes on this host");
 
     measure("defaults", ScrapersConfig::defaults(), n);
     let mut full = ScrapersConfig::defaults();
     full.process = Some(ProcessConfig {
-        include: Matchers {
-            names: vec!["sleep".into(), "cargo".into()],
-            ..Default::default()
-        },
+        include: Matchers { names: vec!["sleep".into(), "cargo".into()], ..Default::default() },
         ..Default::default()
     });
     full.cgroup = Some(Default::default());
@@ -150,11 +120,7 @@ fn main() {
     measure("cpu", only(|s| s.cpu = d.cpu.clone()), n);
     measure("memory", only(|s| s.memory = d.memory.clone()), n);
     measure("disk", only(|s| s.disk = d.disk.clone()), n);
-    measure(
-        "filesystem",
-        only(|s| s.filesystem = d.filesystem.clone()),
-        n,
-    );
+    measure("filesystem", only(|s| s.filesystem = d.filesystem.clone()), n);
     measure("network", only(|s| s.network = d.network.clone()), n);
     measure("load", only(|s| s.load = d.load.clone()), n);
     measure("paging", only(|s| s.paging = d.paging.clone()), n);

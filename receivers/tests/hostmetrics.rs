@@ -5,9 +5,7 @@
 use magpie_core::config::Node;
 use magpie_core::otlp::now_unix_nanos;
 use magpie_core::proto::common::v1::{KeyValue, any_value};
-use magpie_core::proto::metrics::v1::{
-    Metric, NumberDataPoint, ResourceMetrics, metric, number_data_point,
-};
+use magpie_core::proto::metrics::v1::{Metric, NumberDataPoint, ResourceMetrics, metric, number_data_point};
 use magpie_core::{Batch, ComponentId, ComponentStats, Output, Receiver, ReceiverContext, Signal};
 use magpie_receivers::ReceiverConfig;
 use std::collections::HashMap;
@@ -32,9 +30,7 @@ fn receiver(yaml: &str) -> Box<dyn Receiver> {
         .expect("valid config")
         .expect("hostmetrics is a known type");
     assert!(config.problems().is_empty(), "{:?}", config.problems());
-    config
-        .build(&"hostmetrics".parse().expect("valid id"))
-        .expect("builds")
+    config.build(&"hostmetrics".parse().expect("valid id")).expect("builds")
 }
 
 async fn start(yaml: &str) -> Running {
@@ -46,12 +42,7 @@ async fn start(yaml: &str) -> Running {
     let mut output = Output::new(stats.clone());
     output.add(Signal::Metrics, tx);
     let shutdown = CancellationToken::new();
-    let ctx = ReceiverContext {
-        id,
-        output,
-        shutdown: shutdown.clone(),
-        stats,
-    };
+    let ctx = ReceiverContext { id, output, shutdown: shutdown.clone(), stats };
     let task = tokio::spawn(r.run(ctx));
     Running { rx, shutdown, task }
 }
@@ -67,18 +58,12 @@ impl Running {
     async fn stop(self) {
         self.shutdown.cancel();
         let r = tokio::time::timeout(Duration::from_secs(2), self.task).await;
-        assert!(
-            matches!(r, Ok(Ok(Ok(())))),
-            "receiver did not stop cleanly: {r:?}"
-        );
+        assert!(matches!(r, Ok(Ok(Ok(())))), "receiver did not stop cleanly: {r:?}");
     }
 }
 
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()?.value.as_ref())
 }
 
 fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
@@ -114,16 +99,11 @@ fn value(p: &NumberDataPoint) -> f64 {
 
 /// The host resource (the one with `system.*` metrics).
 fn host(batch: &[ResourceMetrics]) -> &ResourceMetrics {
-    batch
-        .iter()
-        .find(|r| metrics(r).any(|m| m.name.starts_with("system.")))
-        .expect("a host resource")
+    batch.iter().find(|r| metrics(r).any(|m| m.name.starts_with("system."))).expect("a host resource")
 }
 
 fn metric<'a>(r: &'a ResourceMetrics, name: &str) -> &'a Metric {
-    metrics(r)
-        .find(|m| m.name == name)
-        .unwrap_or_else(|| panic!("no {name}"))
+    metrics(r).find(|m| m.name == name).unwrap_or_else(|| panic!("no {name}"))
 }
 
 /// The value of the point of `name` whose attribute `key` is `val`.
@@ -171,11 +151,7 @@ async fn host_metrics_are_in_range_and_consistent() {
                 );
             }
             if m.unit == "1" {
-                assert!(
-                    (0.0..=1.0).contains(&v),
-                    "{} = {v} is not a fraction",
-                    m.name
-                );
+                assert!((0.0..=1.0).contains(&v), "{} = {v} is not a fraction", m.name);
             }
         }
     }
@@ -185,11 +161,7 @@ async fn host_metrics_are_in_range_and_consistent() {
     assert_eq!(util.len(), 1);
     let cpus = value(&points(metric(h, "system.cpu.logical.count"))[0]);
     assert!(cpus >= 1.0);
-    assert_eq!(
-        points(metric(h, "system.cpu.time")).len(),
-        7,
-        "one point per cpu.mode"
-    );
+    assert_eq!(points(metric(h, "system.cpu.time")).len(), 7, "one point per cpu.mode");
 
     // Memory: used and available fit in the total.
     let total = value(&points(metric(h, "system.memory.limit"))[0]);
@@ -197,20 +169,13 @@ async fn host_metrics_are_in_range_and_consistent() {
     let free = value_where(h, "system.memory.usage", "system.memory.state", "free");
     let available = value(&points(metric(h, "system.memory.linux.available"))[0]);
     assert!(total > 0.0 && used <= total && free <= total && available <= total);
-    let used_fraction = value_where(
-        h,
-        "system.memory.utilization",
-        "system.memory.state",
-        "used",
-    );
+    let used_fraction = value_where(h, "system.memory.utilization", "system.memory.state", "used");
     assert!((used_fraction - used / total).abs() < 1e-9);
 
     // Filesystems: at least one, each with used + free + reserved consistent with its utilisation.
     let fs = points(metric(h, "system.filesystem.usage"));
-    let mounts: Vec<&str> = fs
-        .iter()
-        .filter_map(|p| attr_str(&p.attributes, "system.filesystem.mountpoint"))
-        .collect();
+    let mounts: Vec<&str> =
+        fs.iter().filter_map(|p| attr_str(&p.attributes, "system.filesystem.mountpoint")).collect();
     assert!(!mounts.is_empty());
     for mp in &mounts {
         let get = |state: &str| {
@@ -234,14 +199,8 @@ async fn host_metrics_are_in_range_and_consistent() {
 
     // Network: at least one interface, both directions.
     let net = points(metric(h, "system.network.io"));
-    assert!(
-        net.iter()
-            .any(|p| attr_str(&p.attributes, "network.interface.name").is_some())
-    );
-    assert!(
-        net.iter()
-            .any(|p| attr_str(&p.attributes, "network.io.direction") == Some("transmit"))
-    );
+    assert!(net.iter().any(|p| attr_str(&p.attributes, "network.interface.name").is_some()));
+    assert!(net.iter().any(|p| attr_str(&p.attributes, "network.io.direction") == Some("transmit")));
 
     // Load and processes: this test process is one of them. (Its main
     // thread sleeps while the scrape runs on another, so it need not count
@@ -252,10 +211,7 @@ async fn host_metrics_are_in_range_and_consistent() {
         .filter_map(|p| attr_str(&p.attributes, "process.state"))
         .collect();
     assert_eq!(states, ["running", "sleeping", "stopped", "defunct"]);
-    let all: f64 = points(metric(h, "system.process.count"))
-        .iter()
-        .map(value)
-        .sum();
+    let all: f64 = points(metric(h, "system.process.count")).iter().map(value).sum();
     assert!(all >= 1.0);
 
     // A second scrape: counters only go up, and utilisation is still a fraction.
@@ -283,10 +239,7 @@ async fn per_cpu_and_mode_split() {
     .await;
     let batch = run.next().await;
     let h = host(&batch);
-    assert!(
-        metrics(h).all(|m| m.name != "system.cpu.logical.count"),
-        "disabled metric emitted"
-    );
+    assert!(metrics(h).all(|m| m.name != "system.cpu.logical.count"), "disabled metric emitted");
     let util = points(metric(h, "system.cpu.utilization"));
     let mut per_cpu: HashMap<i64, f64> = HashMap::new();
     for p in util {
@@ -322,13 +275,8 @@ fn process_resource(batch: &[ResourceMetrics], pid: u32) -> Option<&ResourceMetr
 #[tokio::test]
 async fn finds_a_child_process_by_name_and_drops_it_when_it_exits() {
     let name = format!("magpie-child-{}", std::process::id());
-    let mut child = Child(
-        std::process::Command::new("sleep")
-            .arg0(&name)
-            .arg("30")
-            .spawn()
-            .expect("sleep is installed"),
-    );
+    let mut child =
+        Child(std::process::Command::new("sleep").arg0(&name).arg("30").spawn().expect("sleep is installed"));
     let pid = child.0.id();
     let mut run = start(&format!(
         "collection_interval: 100ms\nscrapers:\n  load:\n  process:\n    include: {{ names: [{name}] }}\n    exclude: {{ names: [nothing-else] }}\n"
@@ -346,26 +294,17 @@ async fn finds_a_child_process_by_name_and_drops_it_when_it_exits() {
     }
     let (r, batch) = found.expect("the child was never reported");
     // Only the child matched: one process resource beside the host's.
-    let processes = batch
-        .iter()
-        .filter(|r| attr(resource_attrs(r), "process.pid").is_some())
-        .count();
+    let processes = batch.iter().filter(|r| attr(resource_attrs(r), "process.pid").is_some()).count();
     assert_eq!(processes, 1);
     let attrs = resource_attrs(&r);
     // The base name of what /proc/<pid>/exe points at: `sleep`, or a
     // multi-call binary on systems where sleep is a link to one.
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("own child's exe is readable");
     let exe_name = exe.file_name().map(|n| n.to_string_lossy().into_owned());
-    assert_eq!(
-        attr_str(attrs, "process.executable.name"),
-        exe_name.as_deref()
-    );
+    assert_eq!(attr_str(attrs, "process.executable.name"), exe_name.as_deref());
     assert_eq!(attr_str(attrs, "process.executable.path"), exe.to_str());
     assert_eq!(attr_str(attrs, "process.command"), Some(name.as_str()));
-    assert_eq!(
-        attr_str(attrs, "process.command_line"),
-        Some(format!("{name} 30").as_str())
-    );
+    assert_eq!(attr_str(attrs, "process.command_line"), Some(format!("{name} 30").as_str()));
     assert!(attr_str(attrs, "host.name").is_some());
     let rss = value(&points(metric(&r, "process.memory.usage"))[0]);
     assert!(rss > 0.0, "rss {rss}");
@@ -385,13 +324,9 @@ async fn finds_a_child_process_by_name_and_drops_it_when_it_exits() {
     let mut checked = 0;
     while checked < 2 {
         let batch = run.next().await;
-        let scraped_at =
-            points(metric(host(&batch), "system.cpu.load_average.1m"))[0].time_unix_nano;
+        let scraped_at = points(metric(host(&batch), "system.cpu.load_average.1m"))[0].time_unix_nano;
         if scraped_at > gone_at {
-            assert!(
-                process_resource(&batch, pid).is_none(),
-                "the exited child is still reported"
-            );
+            assert!(process_resource(&batch, pid).is_none(), "the exited child is still reported");
             checked += 1;
         }
     }
@@ -404,18 +339,9 @@ async fn an_unreadable_root_fails_start() {
     let (config, _) = ReceiverConfig::parse("hostmetrics", &node, "receivers.hostmetrics")
         .expect("valid config")
         .expect("known type");
-    let mut r = config
-        .build(&"hostmetrics".parse().expect("valid id"))
-        .expect("builds");
-    let e = r
-        .start(&"hostmetrics".parse().expect("valid id"))
-        .await
-        .expect_err("start fails");
-    assert!(
-        e.message
-            .contains("reading /nonexistent-magpie-root/proc/stat"),
-        "{e}"
-    );
+    let mut r = config.build(&"hostmetrics".parse().expect("valid id")).expect("builds");
+    let e = r.start(&"hostmetrics".parse().expect("valid id")).await.expect_err("start fails");
+    assert!(e.message.contains("reading /nonexistent-magpie-root/proc/stat"), "{e}");
 }
 
 #[tokio::test]
@@ -423,11 +349,7 @@ async fn stops_promptly_between_scrapes() {
     let run = start("collection_interval: 1h\nscrapers: { load: }\n").await;
     let t = std::time::Instant::now();
     run.stop().await;
-    assert!(
-        t.elapsed() < Duration::from_millis(500),
-        "took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_millis(500), "took {:?}", t.elapsed());
 }
 
 #[test]
@@ -444,14 +366,8 @@ fn config_problems_reach_the_closed_list() {
     assert!(
         problems
             .iter()
-            .any(|p| p
-                .contains("scrapers.process.include.cmdline_regex[0]: invalid regex `(uvicorn`")),
+            .any(|p| p.contains("scrapers.process.include.cmdline_regex[0]: invalid regex `(uvicorn`")),
         "{problems:?}"
     );
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("did you mean `system.network.io`?")),
-        "{problems:?}"
-    );
+    assert!(problems.iter().any(|p| p.contains("did you mean `system.network.io`?")), "{problems:?}");
 }

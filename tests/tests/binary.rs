@@ -1,6 +1,8 @@
 //! The real `magpie` binary: the CLI commands, and the agent on the default
 //! config answering /healthz, /readyz and /metrics and exiting 0 on SIGTERM.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use magpie_tests::{http, magpie_bin, signal};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

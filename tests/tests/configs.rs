@@ -1,6 +1,8 @@
 //! Every config shipped in `configs/` validates, so examples cannot rot. The
 //! built-in default is checked as the binary embeds it.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use magpie::config::{self, Source};
 
 fn configs_dir() -> std::path::PathBuf {

@@ -1,6 +1,8 @@
 //! The topology end to end, in process: in-memory sources and capture sinks
 //! (no network), real queues, processors, retries and shutdown.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use magpie::config::AgentConfig;
 use magpie::topology::Topology;
 use magpie_core::otlp::testdata;

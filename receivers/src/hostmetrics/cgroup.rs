@@ -18,8 +18,8 @@
 //! init process (the container's start), or boot outside a container.
 
 use super::{
-    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point,
-    int_point, ratio, read_into,
+    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point, int_point, ratio,
+    read_into,
 };
 use magpie_core::otlp::kv_str;
 use magpie_core::proto::common::v1::KeyValue;
@@ -136,11 +136,7 @@ pub fn parse_self_cgroup(text: &str) -> Vec<CgroupLine> {
             let (id, controllers, path) = (f.next()?, f.next()?, f.next()?);
             Some(CgroupLine {
                 id: id.to_string(),
-                controllers: controllers
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                controllers: controllers.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect(),
                 path: path.to_string(),
             })
         })
@@ -233,23 +229,14 @@ pub fn parse_cpu_stat_v1(cpu_stat: &str, cpuacct_stat: &str, clk_tck: u64) -> Cp
 /// `/var/lib/docker/containers/<id>/hostname` even with a cgroup namespace.
 pub fn container_id(self_cgroup: &str, mountinfo: &str) -> Option<String> {
     let find = |text: &str| -> Option<String> {
-        text.split(|c: char| !c.is_ascii_hexdigit())
-            .rfind(|t| t.len() == 64)
-            .map(str::to_string)
+        text.split(|c: char| !c.is_ascii_hexdigit()).rfind(|t| t.len() == 64).map(str::to_string)
     };
-    parse_self_cgroup(self_cgroup)
-        .iter()
-        .rev()
-        .find_map(|l| find(&l.path))
-        .or_else(|| {
-            mountinfo
-                .lines()
-                .filter(|l| l.contains("/containers/"))
-                .find_map(|l| {
-                    let rest = &l[l.find("/containers/")? + "/containers/".len()..];
-                    find(rest.split('/').next()?)
-                })
+    parse_self_cgroup(self_cgroup).iter().rev().find_map(|l| find(&l.path)).or_else(|| {
+        mountinfo.lines().filter(|l| l.contains("/containers/")).find_map(|l| {
+            let rest = &l[l.find("/containers/")? + "/containers/".len()..];
+            find(rest.split('/').next()?)
         })
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -258,14 +245,8 @@ pub fn container_id(self_cgroup: &str, mountinfo: &str) -> Option<String> {
 /// Where a group's files are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Layout {
-    V2 {
-        dir: PathBuf,
-    },
-    V1 {
-        memory: PathBuf,
-        cpu: PathBuf,
-        cpuacct: PathBuf,
-    },
+    V2 { dir: PathBuf },
+    V1 { memory: PathBuf, cpu: PathBuf, cpuacct: PathBuf },
 }
 
 /// Finds the agent's group from `/proc/self/cgroup` under the hierarchy
@@ -280,13 +261,9 @@ pub fn resolve(self_cgroup: &str, mount: &Path, exists: &dyn Fn(&Path) -> bool) 
         if exists(&p) { p } else { base }
     };
     if exists(&mount.join("cgroup.controllers")) {
-        let path = lines
-            .iter()
-            .find(|l| l.id == "0" && l.controllers.is_empty())
-            .map_or("/", |l| l.path.as_str());
-        return Layout::V2 {
-            dir: under(mount.to_path_buf(), path),
-        };
+        let path =
+            lines.iter().find(|l| l.id == "0" && l.controllers.is_empty()).map_or("/", |l| l.path.as_str());
+        return Layout::V2 { dir: under(mount.to_path_buf(), path) };
     }
     let v1 = |controller: &str| {
         let path = lines
@@ -295,28 +272,15 @@ pub fn resolve(self_cgroup: &str, mount: &Path, exists: &dyn Fn(&Path) -> bool) 
             .map_or("/", |l| l.path.as_str());
         under(mount.join(controller), path)
     };
-    Layout::V1 {
-        memory: v1("memory"),
-        cpu: v1("cpu"),
-        cpuacct: v1("cpuacct"),
-    }
+    Layout::V1 { memory: v1("memory"), cpu: v1("cpu"), cpuacct: v1("cpuacct") }
 }
 
 /// The layout of a directory named in the config: v2 when it has v2 files.
 fn layout_of(dir: &Path) -> Layout {
-    if ["cgroup.controllers", "memory.current", "cpu.max"]
-        .iter()
-        .any(|f| dir.join(f).exists())
-    {
-        Layout::V2 {
-            dir: dir.to_path_buf(),
-        }
+    if ["cgroup.controllers", "memory.current", "cpu.max"].iter().any(|f| dir.join(f).exists()) {
+        Layout::V2 { dir: dir.to_path_buf() }
     } else {
-        Layout::V1 {
-            memory: dir.join("memory"),
-            cpu: dir.join("cpu"),
-            cpuacct: dir.join("cpuacct"),
-        }
+        Layout::V1 { memory: dir.join("memory"), cpu: dir.join("cpu"), cpuacct: dir.join("cpuacct") }
     }
 }
 
@@ -340,18 +304,14 @@ pub struct CgroupScraper {
 impl CgroupScraper {
     pub fn new(config: &CgroupConfig, cx: &Cx) -> Self {
         let mut buf = String::new();
-        let self_cgroup = read_into(Path::new("/proc/self/cgroup"), &mut buf)
-            .map(|()| buf.clone())
-            .unwrap_or_default();
+        let self_cgroup =
+            read_into(Path::new("/proc/self/cgroup"), &mut buf).map(|()| buf.clone()).unwrap_or_default();
         let layout = match &config.path {
             Some(p) => layout_of(Path::new(p)),
-            None => resolve(&self_cgroup, Path::new("/sys/fs/cgroup"), &|p: &Path| {
-                p.exists()
-            }),
+            None => resolve(&self_cgroup, Path::new("/sys/fs/cgroup"), &|p: &Path| p.exists()),
         };
-        let mountinfo = read_into(Path::new("/proc/self/mountinfo"), &mut buf)
-            .map(|()| buf.clone())
-            .unwrap_or_default();
+        let mountinfo =
+            read_into(Path::new("/proc/self/mountinfo"), &mut buf).map(|()| buf.clone()).unwrap_or_default();
         let attributes = match (&config.path, container_id(&self_cgroup, &mountinfo)) {
             (None, Some(id)) => vec![kv_str("container.id", id)],
             _ => Vec::new(),
@@ -360,15 +320,9 @@ impl CgroupScraper {
             .ok()
             .and_then(|()| super::process::parse_pid_stat(&buf))
             .map_or(cx.boot_time, |s| {
-                cx.boot_time
-                    .saturating_add(s.starttime.saturating_mul(1_000_000_000) / cx.clk_tck)
+                cx.boot_time.saturating_add(s.starttime.saturating_mul(1_000_000_000) / cx.clk_tck)
             });
-        CgroupScraper {
-            enabled: Enabled::new(METRICS, &config.metrics),
-            layout,
-            attributes,
-            start,
-        }
+        CgroupScraper { enabled: Enabled::new(METRICS, &config.metrics), layout, attributes, start }
     }
 
     /// Reads what the layout offers; files that are missing stay `None`.
@@ -377,32 +331,19 @@ impl CgroupScraper {
         match &self.layout {
             Layout::V2 { dir } => Sample {
                 memory_usage: read(dir.join("memory.current")).and_then(|t| super::num(t.trim())),
-                memory_limit: read(dir.join("memory.max"))
-                    .as_deref()
-                    .and_then(parse_limit),
+                memory_limit: read(dir.join("memory.max")).as_deref().and_then(parse_limit),
                 cpu_limit: read(dir.join("cpu.max")).as_deref().and_then(parse_cpu_max),
-                cpu: read(dir.join("cpu.stat"))
-                    .as_deref()
-                    .map(parse_cpu_stat_v2)
-                    .unwrap_or_default(),
+                cpu: read(dir.join("cpu.stat")).as_deref().map(parse_cpu_stat_v2).unwrap_or_default(),
             },
-            Layout::V1 {
-                memory,
-                cpu,
-                cpuacct,
-            } => {
-                let quota = read(cpu.join("cpu.cfs_quota_us"))
-                    .as_deref()
-                    .and_then(parse_limit);
+            Layout::V1 { memory, cpu, cpuacct } => {
+                let quota = read(cpu.join("cpu.cfs_quota_us")).as_deref().and_then(parse_limit);
                 let period = read(cpu.join("cpu.cfs_period_us")).and_then(|t| super::num(t.trim()));
                 let cpu_stat = read(cpu.join("cpu.stat")).unwrap_or_default();
                 let acct = read(cpuacct.join("cpuacct.stat")).unwrap_or_default();
                 Sample {
                     memory_usage: read(memory.join("memory.usage_in_bytes"))
                         .and_then(|t| super::num(t.trim())),
-                    memory_limit: read(memory.join("memory.limit_in_bytes"))
-                        .as_deref()
-                        .and_then(parse_limit),
+                    memory_limit: read(memory.join("memory.limit_in_bytes")).as_deref().and_then(parse_limit),
                     cpu_limit: quota.zip(period).and_then(|(q, p)| cpus(q, p)),
                     cpu: parse_cpu_stat_v1(&cpu_stat, &acct, cx.clk_tck),
                 }
@@ -423,69 +364,34 @@ impl Scraper for CgroupScraper {
                 Layout::V2 { dir } => dir,
                 Layout::V1 { memory, .. } => memory,
             };
-            return Err(ScrapeError::malformed(
-                dir,
-                "no readable cgroup memory or cpu files",
-            ));
+            return Err(ScrapeError::malformed(dir, "no readable cgroup memory or cpu files"));
         }
         let (now, start, e) = (cx.now, self.start, self.enabled);
         let one = |p: Option<NumberDataPoint>| p.into_iter().collect::<Vec<_>>();
         let mut m = Vec::new();
-        e.push(
-            &mut m,
-            &MEMORY_USAGE,
-            one(s.memory_usage.map(|v| int_point(v, start, now, vec![]))),
-        );
-        e.push(
-            &mut m,
-            &MEMORY_LIMIT,
-            one(s.memory_limit.map(|v| int_point(v, start, now, vec![]))),
-        );
-        let util = s
-            .memory_usage
-            .zip(s.memory_limit)
-            .and_then(|(u, l)| ratio(u as f64, l as f64));
-        e.push(
-            &mut m,
-            &MEMORY_UTILIZATION,
-            one(util.map(|v| double_point(v, 0, now, vec![]))),
-        );
+        e.push(&mut m, &MEMORY_USAGE, one(s.memory_usage.map(|v| int_point(v, start, now, vec![]))));
+        e.push(&mut m, &MEMORY_LIMIT, one(s.memory_limit.map(|v| int_point(v, start, now, vec![]))));
+        let util = s.memory_usage.zip(s.memory_limit).and_then(|(u, l)| ratio(u as f64, l as f64));
+        e.push(&mut m, &MEMORY_UTILIZATION, one(util.map(|v| double_point(v, 0, now, vec![]))));
         let modes = [("user", s.cpu.user_secs), ("system", s.cpu.system_secs)]
             .into_iter()
-            .filter_map(|(mode, v)| {
-                Some(double_point(v?, start, now, vec![kv_str("cpu.mode", mode)]))
-            })
+            .filter_map(|(mode, v)| Some(double_point(v?, start, now, vec![kv_str("cpu.mode", mode)])))
             .collect();
         e.push(&mut m, &CPU_TIME, modes);
-        e.push(
-            &mut m,
-            &CPU_LIMIT,
-            one(s.cpu_limit.map(|v| double_point(v, 0, now, vec![]))),
-        );
-        e.push(
-            &mut m,
-            &CPU_PERIODS,
-            one(s.cpu.periods.map(|v| int_point(v, start, now, vec![]))),
-        );
+        e.push(&mut m, &CPU_LIMIT, one(s.cpu_limit.map(|v| double_point(v, 0, now, vec![]))));
+        e.push(&mut m, &CPU_PERIODS, one(s.cpu.periods.map(|v| int_point(v, start, now, vec![]))));
         e.push(
             &mut m,
             &CPU_THROTTLED_PERIODS,
-            one(s
-                .cpu
-                .throttled_periods
-                .map(|v| int_point(v, start, now, vec![]))),
+            one(s.cpu.throttled_periods.map(|v| int_point(v, start, now, vec![]))),
         );
         e.push(
             &mut m,
             &CPU_THROTTLED_TIME,
-            one(s
-                .cpu
-                .throttled_secs
-                .map(|v| double_point(v, start, now, vec![]))),
+            one(s.cpu.throttled_secs.map(|v| double_point(v, start, now, vec![]))),
         );
         if !m.is_empty() {
-            out.resources
-                .push(super::resource_metrics(self.attributes.clone(), m));
+            out.resources.push(super::resource_metrics(self.attributes.clone(), m));
         }
         Ok(())
     }
@@ -496,9 +402,7 @@ mod tests {
     use super::*;
 
     fn fixture(rel: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/host")
-            .join(rel)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host").join(rel)
     }
 
     #[test]
@@ -547,10 +451,7 @@ mod tests {
         assert_eq!(v1.throttled_secs, Some(1.5));
         assert_eq!(v1.user_secs, Some(202.02));
         assert_eq!((v1.periods, v1.throttled_periods), (Some(10), Some(2)));
-        assert_eq!(
-            parse_cpu_stat_v1("garbage\nnr_periods x\n", "", 100),
-            CpuStat::default()
-        );
+        assert_eq!(parse_cpu_stat_v1("garbage\nnr_periods x\n", "", 100), CpuStat::default());
     }
 
     #[test]
@@ -564,29 +465,15 @@ mod tests {
         type Exists<'a> = &'a dyn Fn(&Path) -> bool;
         let cases: &[(&str, Exists, Layout)] = &[
             // A container with a cgroup namespace.
-            (
-                "0::/\n",
-                &all,
-                Layout::V2 {
-                    dir: v2_mount.into(),
-                },
-            ),
+            ("0::/\n", &all, Layout::V2 { dir: v2_mount.into() }),
             // A systemd service on a v2 host.
             (
                 "0::/system.slice/app.service\n",
                 &all,
-                Layout::V2 {
-                    dir: "/sys/fs/cgroup/system.slice/app.service".into(),
-                },
+                Layout::V2 { dir: "/sys/fs/cgroup/system.slice/app.service".into() },
             ),
             // A container without a namespace sees the host's path, which is not mounted in.
-            (
-                "0::/docker/abc\n",
-                &only_root_v2,
-                Layout::V2 {
-                    dir: v2_mount.into(),
-                },
-            ),
+            ("0::/docker/abc\n", &only_root_v2, Layout::V2 { dir: v2_mount.into() }),
             // cgroup v1 with the memory controller in its own group.
             (
                 v1_text,
@@ -610,37 +497,17 @@ mod tests {
         for (text, exists, want) in cases {
             assert_eq!(&resolve(text, v2_mount, exists), want, "{text}");
         }
-        assert_eq!(
-            layout_of(&fixture("cgroup-v2")),
-            Layout::V2 {
-                dir: fixture("cgroup-v2")
-            }
-        );
-        assert!(matches!(
-            layout_of(&fixture("cgroup-v1")),
-            Layout::V1 { .. }
-        ));
+        assert_eq!(layout_of(&fixture("cgroup-v2")), Layout::V2 { dir: fixture("cgroup-v2") });
+        assert!(matches!(layout_of(&fixture("cgroup-v1")), Layout::V1 { .. }));
     }
 
     #[test]
     fn finds_container_ids() {
         let id = "4f2a0c7b3d1e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a";
         let cases: &[(String, String, Option<&str>)] = &[
-            (
-                format!("12:memory:/docker/{id}\n0::/docker/{id}\n"),
-                String::new(),
-                Some(id),
-            ),
-            (
-                format!("0::/system.slice/docker-{id}.scope\n"),
-                String::new(),
-                Some(id),
-            ),
-            (
-                format!("0::/kubepods/burstable/pod1/cri-containerd-{id}.scope\n"),
-                String::new(),
-                Some(id),
-            ),
+            (format!("12:memory:/docker/{id}\n0::/docker/{id}\n"), String::new(), Some(id)),
+            (format!("0::/system.slice/docker-{id}.scope\n"), String::new(), Some(id)),
+            (format!("0::/kubepods/burstable/pod1/cri-containerd-{id}.scope\n"), String::new(), Some(id)),
             (
                 "0::/\n".to_string(),
                 format!(
@@ -648,11 +515,7 @@ mod tests {
                 ),
                 Some(id),
             ),
-            (
-                "0::/\n".to_string(),
-                "22 27 0:21 / /proc rw - proc proc rw\n".to_string(),
-                None,
-            ),
+            ("0::/\n".to_string(), "22 27 0:21 / /proc rw - proc proc rw\n".to_string(), None),
             ("0::/user.slice/abc\n".to_string(), String::new(), None),
         ];
         for (cg, mi, want) in cases {
@@ -662,10 +525,7 @@ mod tests {
 
     fn scrape(path: &Path) -> Vec<(String, f64)> {
         let mut cx = Cx::new("/").expect("this machine has /proc");
-        let config = CgroupConfig {
-            path: Some(path.display().to_string()),
-            metrics: Default::default(),
-        };
+        let config = CgroupConfig { path: Some(path.display().to_string()), metrics: Default::default() };
         let mut s = CgroupScraper::new(&config, &cx);
         let mut out = Out::default();
         s.scrape(&mut cx, &mut out).expect("fixtures are readable");
@@ -700,46 +560,27 @@ mod tests {
         let got = scrape(&fixture("cgroup-v2"));
         assert_eq!(value(&got, "container.memory.usage"), Some(734003200.0));
         assert_eq!(value(&got, "container.memory.limit"), Some(1073741824.0));
-        assert_eq!(
-            value(&got, "container.memory.utilization"),
-            Some(734003200.0 / 1073741824.0)
-        );
+        assert_eq!(value(&got, "container.memory.utilization"), Some(734003200.0 / 1073741824.0));
         assert_eq!(value(&got, "container.cpu.limit"), Some(1.5));
         assert_eq!(value(&got, "container.cpu.throttled_periods"), Some(120.0));
         assert_eq!(value(&got, "container.cpu.throttled_time"), Some(3.456789));
-        assert_eq!(
-            got.iter()
-                .filter(|(n, _)| n == "container.cpu.time")
-                .count(),
-            2
-        );
+        assert_eq!(got.iter().filter(|(n, _)| n == "container.cpu.time").count(), 2);
     }
 
     #[test]
     fn scrapes_v1_fixture_without_limits() {
         let got = scrape(&fixture("cgroup-v1"));
         assert!(value(&got, "container.memory.usage").is_some_and(|v| v > 0.0));
-        assert_eq!(
-            value(&got, "container.memory.limit"),
-            None,
-            "unlimited has no limit point"
-        );
+        assert_eq!(value(&got, "container.memory.limit"), None, "unlimited has no limit point");
         assert_eq!(value(&got, "container.memory.utilization"), None);
-        assert_eq!(
-            value(&got, "container.cpu.limit"),
-            None,
-            "quota -1 is no limit"
-        );
+        assert_eq!(value(&got, "container.cpu.limit"), None, "quota -1 is no limit");
         assert_eq!(value(&got, "container.cpu.periods"), Some(0.0));
     }
 
     #[test]
     fn a_missing_group_is_an_error() {
         let mut cx = Cx::new("/").expect("this machine has /proc");
-        let config = CgroupConfig {
-            path: Some("/nonexistent/cgroup".into()),
-            metrics: Default::default(),
-        };
+        let config = CgroupConfig { path: Some("/nonexistent/cgroup".into()), metrics: Default::default() };
         let mut s = CgroupScraper::new(&config, &cx);
         assert!(s.scrape(&mut cx, &mut Out::default()).is_err());
     }

@@ -6,8 +6,7 @@
 //! added again; `irq` and `softirq` are reported together as `interrupt`.
 
 use super::{
-    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point,
-    int_point, ratio,
+    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point, int_point, ratio,
 };
 use magpie_core::otlp::{kv_int, kv_str};
 use magpie_core::proto::common::v1::KeyValue;
@@ -76,14 +75,7 @@ pub struct CpuTimes {
 impl CpuTimes {
     /// All ticks (guest time is already inside user and nice).
     pub fn total(&self) -> u64 {
-        self.user
-            + self.nice
-            + self.system
-            + self.idle
-            + self.iowait
-            + self.irq
-            + self.softirq
-            + self.steal
+        self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq + self.steal
     }
 
     /// Ticks spent neither idle nor waiting for IO.
@@ -161,30 +153,8 @@ fn parse_cpu_fields<'a>(fields: impl Iterator<Item = &'a str>) -> Option<CpuTime
     if n < 4 {
         return None;
     }
-    let [
-        user,
-        nice,
-        system,
-        idle,
-        iowait,
-        irq,
-        softirq,
-        steal,
-        guest,
-        guest_nice,
-    ] = v;
-    Some(CpuTimes {
-        user,
-        nice,
-        system,
-        idle,
-        iowait,
-        irq,
-        softirq,
-        steal,
-        guest,
-        guest_nice,
-    })
+    let [user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice] = v;
+    Some(CpuTimes { user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice })
 }
 
 fn delta(prev: u64, cur: u64) -> f64 {
@@ -194,12 +164,7 @@ fn delta(prev: u64, cur: u64) -> f64 {
 /// Busy fraction between two samples; `None` when no time passed.
 /// Counters that went backwards (iowait can) count as zero.
 pub fn utilization(prev: &CpuTimes, cur: &CpuTimes) -> Option<f64> {
-    let total: f64 = prev
-        .modes()
-        .iter()
-        .zip(cur.modes())
-        .map(|((_, p), (_, c))| delta(*p, c))
-        .sum();
+    let total: f64 = prev.modes().iter().zip(cur.modes()).map(|((_, p), (_, c))| delta(*p, c)).sum();
     let idle = delta(prev.idle, cur.idle) + delta(prev.iowait, cur.iowait);
     ratio(total - idle, total)
 }
@@ -287,10 +252,8 @@ impl Scraper for CpuScraper {
         } else {
             vec![(None, &stat.total)]
         };
-        let base = |n: Option<u32>| {
-            n.map(|n| vec![kv_int("cpu.logical_number", i64::from(n))])
-                .unwrap_or_default()
-        };
+        let base =
+            |n: Option<u32>| n.map(|n| vec![kv_int("cpu.logical_number", i64::from(n))]).unwrap_or_default();
 
         if self.enabled.on(&TIME) {
             let mut points = Vec::with_capacity(lines.len() * 7);
@@ -347,11 +310,7 @@ mod tests {
         assert_eq!(s.procs_running, Some(1));
         // The per-CPU lines add up to the aggregate line, give or take a tick each.
         let sum: u64 = s.cpus.iter().map(|(_, t)| t.total()).sum();
-        assert!(
-            sum.abs_diff(s.total.total()) <= 2 * 8,
-            "{sum} vs {}",
-            s.total.total()
-        );
+        assert!(sum.abs_diff(s.total.total()) <= 2 * 8, "{sum} vs {}", s.total.total());
     }
 
     #[test]
@@ -372,15 +331,7 @@ mod tests {
                 }),
             ),
             // 2.4-era: four columns.
-            (
-                "cpu 10 0 5 85\n",
-                Some(CpuTimes {
-                    user: 10,
-                    system: 5,
-                    idle: 85,
-                    ..Default::default()
-                }),
-            ),
+            ("cpu 10 0 5 85\n", Some(CpuTimes { user: 10, system: 5, idle: 85, ..Default::default() })),
             // A future kernel with an extra column.
             (
                 "cpu 1 1 1 1 1 1 1 1 1 1 99\n",
@@ -414,60 +365,18 @@ mod tests {
 
     #[test]
     fn utilization_between_two_samples() {
-        let a = CpuTimes {
-            user: 100,
-            system: 50,
-            idle: 800,
-            iowait: 50,
-            ..Default::default()
-        };
+        let a = CpuTimes { user: 100, system: 50, idle: 800, iowait: 50, ..Default::default() };
         let cases: &[(CpuTimes, Option<f64>)] = &[
             // 100 ticks: 30 user, 20 system, 40 idle, 10 iowait → 0.5 busy.
-            (
-                CpuTimes {
-                    user: 130,
-                    system: 70,
-                    idle: 840,
-                    iowait: 60,
-                    ..Default::default()
-                },
-                Some(0.5),
-            ),
+            (CpuTimes { user: 130, system: 70, idle: 840, iowait: 60, ..Default::default() }, Some(0.5)),
             // Fully busy.
-            (
-                CpuTimes {
-                    user: 200,
-                    system: 50,
-                    idle: 800,
-                    iowait: 50,
-                    ..Default::default()
-                },
-                Some(1.0),
-            ),
+            (CpuTimes { user: 200, system: 50, idle: 800, iowait: 50, ..Default::default() }, Some(1.0)),
             // Fully idle.
-            (
-                CpuTimes {
-                    user: 100,
-                    system: 50,
-                    idle: 900,
-                    iowait: 50,
-                    ..Default::default()
-                },
-                Some(0.0),
-            ),
+            (CpuTimes { user: 100, system: 50, idle: 900, iowait: 50, ..Default::default() }, Some(0.0)),
             // No time passed: no figure rather than NaN.
             (a, None),
             // iowait went backwards (it can): counted as zero, still in range.
-            (
-                CpuTimes {
-                    user: 150,
-                    system: 50,
-                    idle: 850,
-                    iowait: 40,
-                    ..Default::default()
-                },
-                Some(0.5),
-            ),
+            (CpuTimes { user: 150, system: 50, idle: 850, iowait: 40, ..Default::default() }, Some(0.5)),
         ];
         for (b, want) in cases {
             assert_eq!(utilization(&a, b), *want, "{b:?}");
@@ -475,10 +384,7 @@ mod tests {
         let fr = mode_fractions(&a, &cases[0].0).expect("time passed");
         let total: f64 = fr.iter().map(|(_, f)| f).sum();
         assert!((total - 1.0).abs() < 1e-9);
-        assert_eq!(
-            fr.iter().find(|(m, _)| *m == "user").map(|(_, f)| *f),
-            Some(0.3)
-        );
+        assert_eq!(fr.iter().find(|(m, _)| *m == "user").map(|(_, f)| *f), Some(0.3));
         assert!(mode_fractions(&a, &a).is_none());
     }
 }

@@ -6,8 +6,7 @@
 //! ram devices) are left out.
 
 use super::{
-    Cx, Enabled, Filter, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point,
-    int_point,
+    Cx, Enabled, Filter, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point, int_point,
 };
 use magpie_core::otlp::kv_str;
 use magpie_core::proto::common::v1::KeyValue;
@@ -182,45 +181,24 @@ impl Scraper for DiskScraper {
         for d in &disks {
             let dirs = [
                 ("read", d.sectors_read, d.reads, d.read_ms, d.reads_merged),
-                (
-                    "write",
-                    d.sectors_written,
-                    d.writes,
-                    d.write_ms,
-                    d.writes_merged,
-                ),
+                ("write", d.sectors_written, d.writes, d.write_ms, d.writes_merged),
             ];
             for (dir, sectors, n, ms, m) in dirs {
                 if e.on(&IO) {
-                    io.push(int_point(
-                        sectors.saturating_mul(512),
-                        start,
-                        now,
-                        attrs(&d.name, Some(dir)),
-                    ));
+                    io.push(int_point(sectors.saturating_mul(512), start, now, attrs(&d.name, Some(dir))));
                 }
                 if e.on(&OPERATIONS) {
                     ops.push(int_point(n, start, now, attrs(&d.name, Some(dir))));
                 }
                 if e.on(&OPERATION_TIME) {
-                    op_time.push(double_point(
-                        ms as f64 / 1000.0,
-                        start,
-                        now,
-                        attrs(&d.name, Some(dir)),
-                    ));
+                    op_time.push(double_point(ms as f64 / 1000.0, start, now, attrs(&d.name, Some(dir))));
                 }
                 if e.on(&MERGED) {
                     merged.push(int_point(m, start, now, attrs(&d.name, Some(dir))));
                 }
             }
             if e.on(&IO_TIME) {
-                io_time.push(double_point(
-                    d.io_ms as f64 / 1000.0,
-                    start,
-                    now,
-                    attrs(&d.name, None),
-                ));
+                io_time.push(double_point(d.io_ms as f64 / 1000.0, start, now, attrs(&d.name, None)));
             }
         }
         e.push(&mut out.host, &IO, io);
@@ -249,12 +227,7 @@ mod tests {
             (68562, 6847, 4136626, 63534)
         );
         assert_eq!(
-            (
-                vda.writes,
-                vda.writes_merged,
-                vda.sectors_written,
-                vda.write_ms
-            ),
+            (vda.writes, vda.writes_merged, vda.sectors_written, vda.write_ms),
             (27664, 33602, 4681992, 17038)
         );
         assert_eq!(vda.io_ms, 10164);
@@ -276,15 +249,7 @@ garbage
         let d = parse_diskstats(text);
         let names: Vec<&str> = d.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["sda", "sda1", "sda2", "sda3", "nvme0n1"]);
-        assert_eq!(
-            (
-                d[2].reads,
-                d[2].sectors_read,
-                d[2].writes,
-                d[2].sectors_written
-            ),
-            (5, 6, 7, 8)
-        );
+        assert_eq!((d[2].reads, d[2].sectors_read, d[2].writes, d[2].sectors_written), (5, 6, 7, 8));
         assert_eq!(d[4].io_ms, 10);
     }
 }

@@ -14,8 +14,8 @@
 //! unprivileged user may still write: the `Use%` that `df` prints.
 
 use super::{
-    Cx, Enabled, Filter, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point,
-    int_point, ratio,
+    Cx, Enabled, Filter, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point, int_point,
+    ratio,
 };
 use magpie_core::otlp::kv_str;
 use magpie_core::proto::common::v1::KeyValue;
@@ -116,13 +116,8 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
             out.push(u8::try_from(v).unwrap_or(b'?'));
             i += 4;
         } else {
@@ -138,9 +133,7 @@ pub fn parse_filesystems(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             let mut f = l.split_ascii_whitespace();
-            (f.next()? == "nodev")
-                .then(|| f.next().map(str::to_string))
-                .flatten()
+            (f.next()? == "nodev").then(|| f.next().map(str::to_string)).flatten()
         })
         .collect()
 }
@@ -187,14 +180,7 @@ pub struct Usage {
 impl Usage {
     /// From `statvfs` figures: `f_frsize`, `f_blocks`, `f_bfree`, `f_bavail`,
     /// `f_files`, `f_ffree`.
-    pub fn from_statvfs(
-        frsize: u64,
-        blocks: u64,
-        bfree: u64,
-        bavail: u64,
-        files: u64,
-        ffree: u64,
-    ) -> Usage {
+    pub fn from_statvfs(frsize: u64, blocks: u64, bfree: u64, bavail: u64, files: u64, ffree: u64) -> Usage {
         let bavail = bavail.min(bfree);
         Usage {
             used: blocks.saturating_sub(bfree).saturating_mul(frsize),
@@ -272,10 +258,7 @@ fn attrs(m: &Mount, state: Option<&str>) -> Vec<KeyValue> {
         kv_str("system.device", &m.device),
         kv_str("system.filesystem.mountpoint", &m.mount_point),
         kv_str("system.filesystem.type", &m.fs_type),
-        kv_str(
-            "system.filesystem.mode",
-            if m.read_only { "ro" } else { "rw" },
-        ),
+        kv_str("system.filesystem.mode", if m.read_only { "ro" } else { "rw" }),
     ];
     if let Some(s) = state {
         a.push(kv_str("system.filesystem.state", s));
@@ -291,13 +274,7 @@ impl Scraper for FilesystemScraper {
     fn scrape(&mut self, cx: &mut Cx, out: &mut Out) -> Result<(), ScrapeError> {
         cx.read(&self.mounts_path)?;
         let mounts = parse_mounts(&cx.buf);
-        let chosen = select(
-            &mounts,
-            &self.virtual_types,
-            self.include_virtual,
-            &self.points,
-            &self.types,
-        );
+        let chosen = select(&mounts, &self.virtual_types, self.include_virtual, &self.points, &self.types);
         let (now, start) = (cx.now, cx.boot_time);
         let (mut usage, mut util, mut inodes, mut limit) = (vec![], vec![], vec![], vec![]);
         let mut path = String::new();
@@ -308,9 +285,7 @@ impl Scraper for FilesystemScraper {
             let Ok(s) = rustix::fs::statvfs(path.as_str()) else {
                 continue;
             };
-            let u = Usage::from_statvfs(
-                s.f_frsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree,
-            );
+            let u = Usage::from_statvfs(s.f_frsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree);
             if self.enabled.on(&USAGE) {
                 for (state, v) in [("used", u.used), ("free", u.free), ("reserved", u.reserved)] {
                     usage.push(int_point(v, start, now, attrs(m, Some(state))));
@@ -327,12 +302,7 @@ impl Scraper for FilesystemScraper {
                 }
             }
             if self.enabled.on(&LIMIT) {
-                limit.push(int_point(
-                    u.used + u.free + u.reserved,
-                    start,
-                    now,
-                    attrs(m, None),
-                ));
+                limit.push(int_point(u.used + u.free + u.reserved, start, now, attrs(m, None)));
             }
         }
         let e = &self.enabled;
@@ -400,12 +370,7 @@ short line
         let v = parse_filesystems(FILESYSTEMS);
         let none = Filter::default();
         let cases: &[(bool, Filter, Filter, &[&str])] = &[
-            (
-                false,
-                none.clone(),
-                none.clone(),
-                &["/", "/boot/efi", "/mnt/My Disk", "/data"],
-            ),
+            (false, none.clone(), none.clone(), &["/", "/boot/efi", "/mnt/My Disk", "/data"]),
             (
                 true,
                 none.clone(),
@@ -420,30 +385,10 @@ short line
                     "/data",
                 ],
             ),
-            (
-                false,
-                Filter::new(&[], &["/boot*".into()]),
-                none.clone(),
-                &["/", "/mnt/My Disk", "/data"],
-            ),
-            (
-                false,
-                Filter::new(&["/data".into()], &[]),
-                none.clone(),
-                &["/data"],
-            ),
-            (
-                false,
-                none.clone(),
-                Filter::new(&["ext4".into()], &[]),
-                &["/", "/mnt/My Disk"],
-            ),
-            (
-                false,
-                none.clone(),
-                Filter::new(&[], &["vfat".into(), "xfs".into()]),
-                &["/", "/mnt/My Disk"],
-            ),
+            (false, Filter::new(&[], &["/boot*".into()]), none.clone(), &["/", "/mnt/My Disk", "/data"]),
+            (false, Filter::new(&["/data".into()], &[]), none.clone(), &["/data"]),
+            (false, none.clone(), Filter::new(&["ext4".into()], &[]), &["/", "/mnt/My Disk"]),
+            (false, none.clone(), Filter::new(&[], &["vfat".into(), "xfs".into()]), &["/", "/mnt/My Disk"]),
             (
                 true,
                 none.clone(),

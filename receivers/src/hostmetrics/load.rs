@@ -53,14 +53,9 @@ pub struct LoadAvg {
 /// Parses `/proc/loadavg` (`0.89 0.49 0.24 1/139 14913`); only the first
 /// three columns are needed. Negative or non-finite figures are refused.
 pub fn parse_loadavg(text: &str) -> Option<LoadAvg> {
-    let mut f = text
-        .split_ascii_whitespace()
-        .map(|s| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0));
-    Some(LoadAvg {
-        one: f.next()??,
-        five: f.next()??,
-        fifteen: f.next()??,
-    })
+    let mut f =
+        text.split_ascii_whitespace().map(|s| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0));
+    Some(LoadAvg { one: f.next()??, five: f.next()??, fifteen: f.next()?? })
 }
 
 pub struct LoadScraper {
@@ -70,10 +65,7 @@ pub struct LoadScraper {
 
 impl LoadScraper {
     pub fn new(config: &LoadConfig, cx: &Cx) -> Self {
-        LoadScraper {
-            enabled: Enabled::new(METRICS, &config.metrics),
-            path: cx.proc.join("loadavg"),
-        }
+        LoadScraper { enabled: Enabled::new(METRICS, &config.metrics), path: cx.proc.join("loadavg") }
     }
 }
 
@@ -86,13 +78,8 @@ impl Scraper for LoadScraper {
         cx.read(&self.path)?;
         let l = parse_loadavg(&cx.buf)
             .ok_or_else(|| ScrapeError::malformed(&self.path, "expected three load averages"))?;
-        for (def, v) in [
-            (&LOAD_1M, l.one),
-            (&LOAD_5M, l.five),
-            (&LOAD_15M, l.fifteen),
-        ] {
-            self.enabled
-                .push(&mut out.host, def, vec![double_point(v, 0, cx.now, vec![])]);
+        for (def, v) in [(&LOAD_1M, l.one), (&LOAD_5M, l.five), (&LOAD_15M, l.fifteen)] {
+            self.enabled.push(&mut out.host, def, vec![double_point(v, 0, cx.now, vec![])]);
         }
         Ok(())
     }
@@ -106,10 +93,7 @@ mod tests {
     fn parses_loadavg() {
         type Case = (&'static str, Option<(f64, f64, f64)>);
         let cases: &[Case] = &[
-            (
-                include_str!("../../tests/fixtures/host/loadavg"),
-                Some((0.75, 0.48, 0.24)),
-            ),
+            (include_str!("../../tests/fixtures/host/loadavg"), Some((0.75, 0.48, 0.24))),
             ("12.50 8.00 3.10\n", Some((12.5, 8.0, 3.1))),
             ("0.00 0.00\n", None),
             ("a b c 1/2 3\n", None),
@@ -117,11 +101,7 @@ mod tests {
             ("", None),
         ];
         for (text, want) in cases {
-            assert_eq!(
-                parse_loadavg(text).map(|l| (l.one, l.five, l.fifteen)),
-                *want,
-                "{text}"
-            );
+            assert_eq!(parse_loadavg(text).map(|l| (l.one, l.five, l.fifteen)), *want, "{text}");
         }
     }
 }

@@ -8,8 +8,7 @@
 //! the kernel can reclaim, the states overlap and need not sum to the total.
 
 use super::{
-    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point,
-    int_point, ratio,
+    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point, int_point, ratio,
 };
 use magpie_core::otlp::kv_str;
 use serde::Deserialize;
@@ -132,12 +131,7 @@ pub fn states(m: &MemInfo) -> Option<[(&'static str, u64); 4]> {
         Some(avail) => total.saturating_sub(avail),
         None => total.saturating_sub(free + buffers + cached),
     };
-    Some([
-        ("used", used),
-        ("free", free.min(total)),
-        ("buffers", buffers),
-        ("cached", cached),
-    ])
+    Some([("used", used), ("free", free.min(total)), ("buffers", buffers), ("cached", cached)])
 }
 
 pub struct MemoryScraper {
@@ -147,10 +141,7 @@ pub struct MemoryScraper {
 
 impl MemoryScraper {
     pub fn new(config: &MemoryConfig, cx: &Cx) -> Self {
-        MemoryScraper {
-            enabled: Enabled::new(METRICS, &config.metrics),
-            path: cx.proc.join("meminfo"),
-        }
+        MemoryScraper { enabled: Enabled::new(METRICS, &config.metrics), path: cx.proc.join("meminfo") }
     }
 }
 
@@ -171,53 +162,30 @@ impl Scraper for MemoryScraper {
         e.push(
             &mut out.host,
             &USAGE,
-            states
-                .iter()
-                .map(|(s, v)| int_point(*v, start, now, state(s)))
-                .collect(),
+            states.iter().map(|(s, v)| int_point(*v, start, now, state(s))).collect(),
         );
         let util = states
             .iter()
-            .filter_map(|(s, v)| {
-                ratio(*v as f64, total as f64).map(|r| double_point(r, 0, now, state(s)))
-            })
+            .filter_map(|(s, v)| ratio(*v as f64, total as f64).map(|r| double_point(r, 0, now, state(s))))
             .collect();
         e.push(&mut out.host, &UTILIZATION, util);
-        e.push(
-            &mut out.host,
-            &LIMIT,
-            vec![int_point(total, start, now, vec![])],
-        );
+        e.push(&mut out.host, &LIMIT, vec![int_point(total, start, now, vec![])]);
         e.push(
             &mut out.host,
             &AVAILABLE,
-            m.available
-                .map(|a| int_point(a, start, now, vec![]))
-                .into_iter()
-                .collect(),
+            m.available.map(|a| int_point(a, start, now, vec![])).into_iter().collect(),
         );
         e.push(
             &mut out.host,
             &SHARED,
-            m.shmem
-                .map(|a| int_point(a, start, now, vec![]))
-                .into_iter()
-                .collect(),
+            m.shmem.map(|a| int_point(a, start, now, vec![])).into_iter().collect(),
         );
-        let slab = [
-            ("reclaimable", m.sreclaimable),
-            ("unreclaimable", m.sunreclaim),
-        ]
-        .into_iter()
-        .filter_map(|(s, v)| {
-            Some(int_point(
-                v?,
-                start,
-                now,
-                vec![kv_str("system.memory.linux.slab.state", s)],
-            ))
-        })
-        .collect();
+        let slab = [("reclaimable", m.sreclaimable), ("unreclaimable", m.sunreclaim)]
+            .into_iter()
+            .filter_map(|(s, v)| {
+                Some(int_point(v?, start, now, vec![kv_str("system.memory.linux.slab.state", s)]))
+            })
+            .collect();
         e.push(&mut out.host, &SLAB, slab);
         Ok(())
     }
@@ -247,8 +215,7 @@ mod tests {
     #[test]
     fn edge_cases() {
         // A pre-3.14 kernel: no MemAvailable, used from the old formula.
-        let old =
-            parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n");
+        let old = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n");
         assert_eq!(old.available, None);
         assert_eq!(states(&old).map(|s| s[0]), Some(("used", 600 * 1024)));
         // Missing MemFree: no states at all.
@@ -258,9 +225,6 @@ mod tests {
         assert_eq!(m, MemInfo::default());
         // Inconsistent numbers never make used exceed total or go negative.
         let odd = parse_meminfo("MemTotal: 100 kB\nMemFree: 500 kB\nMemAvailable: 900 kB\n");
-        assert_eq!(
-            states(&odd).map(|s| (s[0].1, s[1].1)),
-            Some((0, 100 * 1024))
-        );
+        assert_eq!(states(&odd).map(|s| (s[0].1, s[1].1)), Some((0, 100 * 1024)));
     }
 }

@@ -34,8 +34,8 @@ use magpie_core::config::{did_you_mean, duration};
 use magpie_core::otlp::{kv_str, now_unix_nanos};
 use magpie_core::proto::common::v1::{InstrumentationScope, KeyValue};
 use magpie_core::proto::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    metric, number_data_point,
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
 };
 use magpie_core::proto::resource::v1::Resource;
 use magpie_core::{Batch, ComponentError, ComponentId, Receiver, ReceiverContext};
@@ -155,9 +155,7 @@ pub struct MetricToggle {
 impl HostmetricsConfig {
     /// The scrapers in effect, with the defaults applied.
     pub fn scrapers(&self) -> ScrapersConfig {
-        self.scrapers
-            .clone()
-            .unwrap_or_else(ScrapersConfig::defaults)
+        self.scrapers.clone().unwrap_or_else(ScrapersConfig::defaults)
     }
 
     /// Problems the types alone cannot catch, as messages naming the setting.
@@ -167,10 +165,7 @@ impl HostmetricsConfig {
             out.push("collection_interval: must be at least 1ms".to_string());
         }
         if !self.root_path.starts_with('/') {
-            out.push(format!(
-                "root_path: `{}` must be an absolute path",
-                self.root_path
-            ));
+            out.push(format!("root_path: `{}` must be an absolute path", self.root_path));
         }
         let s = self.scrapers();
         let mut any = false;
@@ -182,13 +177,9 @@ impl HostmetricsConfig {
                 }
             )*};
         }
-        check!(
-            cpu, memory, disk, filesystem, network, load, paging, processes, process, cgroup
-        );
+        check!(cpu, memory, disk, filesystem, network, load, paging, processes, process, cgroup);
         if !any {
-            out.push(
-                "scrapers: no scraper is enabled; name at least one, e.g. `cpu: {}`".to_string(),
-            );
+            out.push("scrapers: no scraper is enabled; name at least one, e.g. `cpu: {}`".to_string());
         }
         out
     }
@@ -222,9 +213,7 @@ impl MetricDef {
     /// The metric with `points`.
     pub fn build(&self, points: Vec<NumberDataPoint>) -> Metric {
         let data = match self.kind {
-            Kind::Gauge => metric::Data::Gauge(Gauge {
-                data_points: points,
-            }),
+            Kind::Gauge => metric::Data::Gauge(Gauge { data_points: points }),
             Kind::Counter | Kind::UpDownCounter => metric::Data::Sum(Sum {
                 data_points: points,
                 aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -276,12 +265,7 @@ impl Enabled {
 }
 
 /// Reports metric names in `toggles` that `defs` lacks, with a did-you-mean.
-pub fn metric_problems(
-    defs: &[MetricDef],
-    toggles: &MetricToggles,
-    path: &str,
-    out: &mut Vec<String>,
-) {
+pub fn metric_problems(defs: &[MetricDef], toggles: &MetricToggles, path: &str, out: &mut Vec<String>) {
     for name in toggles.keys() {
         if defs.iter().any(|d| d.name == name) {
             continue;
@@ -307,20 +291,13 @@ pub fn int_point(value: u64, start: u64, time: u64, attributes: Vec<KeyValue>) -
         attributes,
         start_time_unix_nano: start,
         time_unix_nano: time,
-        value: Some(number_data_point::Value::AsInt(
-            i64::try_from(value).unwrap_or(i64::MAX),
-        )),
+        value: Some(number_data_point::Value::AsInt(i64::try_from(value).unwrap_or(i64::MAX))),
         ..Default::default()
     }
 }
 
 /// A double data point.
-pub fn double_point(
-    value: f64,
-    start: u64,
-    time: u64,
-    attributes: Vec<KeyValue>,
-) -> NumberDataPoint {
+pub fn double_point(value: f64, start: u64, time: u64, attributes: Vec<KeyValue>) -> NumberDataPoint {
     NumberDataPoint {
         attributes,
         start_time_unix_nano: start,
@@ -374,10 +351,7 @@ pub struct Filter {
 
 impl Filter {
     pub fn new(include: &[String], exclude: &[String]) -> Self {
-        Filter {
-            include: include.to_vec(),
-            exclude: exclude.to_vec(),
-        }
+        Filter { include: include.to_vec(), exclude: exclude.to_vec() }
     }
 
     pub fn admits(&self, name: &str) -> bool {
@@ -431,17 +405,11 @@ pub enum ScrapeError {
 
 impl ScrapeError {
     pub fn read(path: &Path, source: io::Error) -> Self {
-        ScrapeError::Read {
-            path: path.display().to_string(),
-            source,
-        }
+        ScrapeError::Read { path: path.display().to_string(), source }
     }
 
     pub fn malformed(path: &Path, what: &'static str) -> Self {
-        ScrapeError::Malformed {
-            path: path.display().to_string(),
-            what,
-        }
+        ScrapeError::Malformed { path: path.display().to_string(), what }
     }
 }
 
@@ -488,9 +456,7 @@ impl Cx {
         let path = proc.join("stat");
         read(&path, &mut buf)?;
         let stat = cpu::parse_stat(&buf);
-        let btime = stat
-            .btime
-            .ok_or_else(|| ScrapeError::malformed(&path, "no btime line"))?;
+        let btime = stat.btime.ok_or_else(|| ScrapeError::malformed(&path, "no btime line"))?;
         Ok(Cx {
             root,
             proc,
@@ -557,15 +523,8 @@ fn scope() -> InstrumentationScope {
 /// Wraps metrics into a resource with one scope.
 pub fn resource_metrics(attributes: Vec<KeyValue>, metrics: Vec<Metric>) -> ResourceMetrics {
     ResourceMetrics {
-        resource: Some(Resource {
-            attributes,
-            ..Default::default()
-        }),
-        scope_metrics: vec![ScopeMetrics {
-            scope: Some(scope()),
-            metrics,
-            schema_url: String::new(),
-        }],
+        resource: Some(Resource { attributes, ..Default::default() }),
+        scope_metrics: vec![ScopeMetrics { scope: Some(scope()), metrics, schema_url: String::new() }],
         schema_url: String::new(),
     }
 }
@@ -579,10 +538,7 @@ fn host_name(root: &Path) -> String {
             return buf.trim().to_string();
         }
     }
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
 /// The host scrape engine: every enabled scraper over one context. The
@@ -633,25 +589,15 @@ impl HostScraper {
             scrapers.push(Box::new(processes::ProcessesScraper::new(c, &cx)));
         }
         if let Some(c) = &s.process {
-            let p = process::ProcessScraper::new(c, &cx)
-                .map_err(|e| ComponentError::new(e.to_string()))?;
+            let p = process::ProcessScraper::new(c, &cx).map_err(|e| ComponentError::new(e.to_string()))?;
             scrapers.push(Box::new(p));
         }
         if let Some(c) = &s.cgroup {
             scrapers.push(Box::new(cgroup::CgroupScraper::new(c, &cx)));
         }
-        let host_attributes = vec![
-            kv_str("host.name", host_name(&cx.root)),
-            kv_str("os.type", "linux"),
-        ];
+        let host_attributes = vec![kv_str("host.name", host_name(&cx.root)), kv_str("os.type", "linux")];
         let failing = vec![None; scrapers.len()];
-        Ok(HostScraper {
-            cx,
-            scrapers,
-            failing,
-            host_attributes,
-            component: component.to_string(),
-        })
+        Ok(HostScraper { cx, scrapers, failing, host_attributes, component: component.to_string() })
     }
 
     /// Takes the samples utilisation is computed against.
@@ -689,8 +635,7 @@ impl HostScraper {
         }
         for mut r in out.resources {
             if let Some(res) = &mut r.resource {
-                res.attributes
-                    .extend(self.host_attributes.iter().take(1).cloned());
+                res.attributes.extend(self.host_attributes.iter().take(1).cloned());
             }
             batch.push(r);
         }
@@ -709,10 +654,7 @@ pub struct HostmetricsReceiver {
 
 impl HostmetricsReceiver {
     pub fn new(config: &HostmetricsConfig) -> Self {
-        HostmetricsReceiver {
-            config: config.clone(),
-            engine: None,
-        }
+        HostmetricsReceiver { config: config.clone(), engine: None }
     }
 }
 
@@ -792,9 +734,7 @@ mod tests {
     }
 
     fn problems(yaml: &str) -> Vec<String> {
-        parse(yaml)
-            .map(|c| c.problems())
-            .unwrap_or_else(|e| vec![e])
+        parse(yaml).map(|c| c.problems()).unwrap_or_else(|e| vec![e])
     }
 
     #[test]
@@ -803,20 +743,15 @@ mod tests {
         assert_eq!(c.collection_interval, Duration::from_secs(10));
         assert_eq!(c.root_path, "/");
         let s = c.scrapers();
-        assert!(
-            s.cpu.is_some() && s.memory.is_some() && s.disk.is_some() && s.filesystem.is_some()
-        );
-        assert!(
-            s.network.is_some() && s.load.is_some() && s.paging.is_some() && s.processes.is_some()
-        );
+        assert!(s.cpu.is_some() && s.memory.is_some() && s.disk.is_some() && s.filesystem.is_some());
+        assert!(s.network.is_some() && s.load.is_some() && s.paging.is_some() && s.processes.is_some());
         assert!(s.process.is_none() && s.cgroup.is_none());
         assert!(c.problems().is_empty(), "{:?}", c.problems());
     }
 
     #[test]
     fn a_present_key_enables_its_scraper() {
-        let c = parse("collection_interval: 100ms\nscrapers:\n  cgroup:\n  load: {}\n")
-            .unwrap_or_default();
+        let c = parse("collection_interval: 100ms\nscrapers:\n  cgroup:\n  load: {}\n").unwrap_or_default();
         let s = c.scrapers();
         assert!(s.cgroup.is_some() && s.load.is_some());
         assert!(s.cpu.is_none());
@@ -826,14 +761,8 @@ mod tests {
     #[test]
     fn config_errors() {
         let cases: &[(&str, &str)] = &[
-            (
-                "colection_interval: 1s\n",
-                "did you mean `collection_interval`?",
-            ),
-            (
-                "scrapers: {cpu: {per_cpus: true}}\n",
-                "did you mean `per_cpu`?",
-            ),
+            ("colection_interval: 1s\n", "did you mean `collection_interval`?"),
+            ("scrapers: {cpu: {per_cpus: true}}\n", "did you mean `per_cpu`?"),
             ("scrapers: {gpu: {}}\n", "unknown field `gpu`"),
             (
                 "scrapers: {cpu: {metrics: {system.cpu.tme: {enabled: true}}}}\n",
@@ -843,10 +772,7 @@ mod tests {
                 "scrapers: {memory: {metrics: {bogus: {enabled: true}}}}\n",
                 "this scraper emits: system.memory.usage",
             ),
-            (
-                "scrapers: {cpu: {metrics: {system.cpu.time: {on: true}}}}\n",
-                "unknown field `on`",
-            ),
+            ("scrapers: {cpu: {metrics: {system.cpu.time: {on: true}}}}\n", "unknown field `on`"),
             ("scrapers: {}\n", "no scraper is enabled"),
             ("root_path: hostfs\n", "must be an absolute path"),
             ("collection_interval: 0s\n", "at least 1ms"),
@@ -854,30 +780,15 @@ mod tests {
         ];
         for (yaml, want) in cases {
             let got = problems(yaml);
-            assert!(
-                got.iter().any(|p| p.contains(want)),
-                "{yaml}: {got:?} lacks `{want}`"
-            );
+            assert!(got.iter().any(|p| p.contains(want)), "{yaml}: {got:?} lacks `{want}`");
         }
     }
 
     #[test]
     fn metric_toggles_override_defaults() {
         const DEFS: &[MetricDef] = &[
-            MetricDef {
-                name: "a",
-                unit: "1",
-                kind: Kind::Gauge,
-                description: "",
-                default_enabled: true,
-            },
-            MetricDef {
-                name: "b",
-                unit: "1",
-                kind: Kind::Gauge,
-                description: "",
-                default_enabled: false,
-            },
+            MetricDef { name: "a", unit: "1", kind: Kind::Gauge, description: "", default_enabled: true },
+            MetricDef { name: "b", unit: "1", kind: Kind::Gauge, description: "", default_enabled: false },
         ];
         let mut t = MetricToggles::new();
         t.insert("a".into(), MetricToggle { enabled: false });
@@ -948,46 +859,27 @@ mod tests {
             std::fs::copy(fixtures.join(from), proc.join(to)).expect("copy fixture");
         }
         // The host's init sees one ext4 root, which is the temp dir itself.
-        std::fs::write(
-            proc.join("1/mounts"),
-            "/dev/sda1 / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n",
-        )
-        .expect("write");
+        std::fs::write(proc.join("1/mounts"), "/dev/sda1 / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n")
+            .expect("write");
         std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
         std::fs::write(dir.path().join("etc/hostname"), "fakehost\n").expect("write");
         dir
     }
 
     fn names(batch: &[ResourceMetrics]) -> Vec<String> {
-        batch
-            .iter()
-            .flat_map(|r| &r.scope_metrics)
-            .flat_map(|s| &s.metrics)
-            .map(|m| m.name.clone())
-            .collect()
+        batch.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(|m| m.name.clone()).collect()
     }
 
     #[test]
     fn scrapes_everything_under_root_path_and_survives_a_failing_scraper() {
         let root = fake_root();
-        let config = HostmetricsConfig {
-            root_path: root.path().display().to_string(),
-            ..Default::default()
-        };
-        let mut engine =
-            HostScraper::new(&config, "hostmetrics/test").expect("builds over the fake root");
+        let config = HostmetricsConfig { root_path: root.path().display().to_string(), ..Default::default() };
+        let mut engine = HostScraper::new(&config, "hostmetrics/test").expect("builds over the fake root");
         engine.baseline();
         let batch = engine.scrape();
         assert_eq!(batch.len(), 1);
-        let host = batch[0]
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.clone())
-            .unwrap_or_default();
-        assert_eq!(
-            magpie_core::otlp::attr_string(&host, &["host.name"]).as_deref(),
-            Some("fakehost")
-        );
+        let host = batch[0].resource.as_ref().map(|r| r.attributes.clone()).unwrap_or_default();
+        assert_eq!(magpie_core::otlp::attr_string(&host, &["host.name"]).as_deref(), Some("fakehost"));
         let got = names(&batch);
         for want in [
             "system.cpu.time",
@@ -1007,12 +899,7 @@ mod tests {
         assert!(!got.iter().any(|n| n.starts_with("system.memory")));
         assert!(!got.iter().any(|n| n == "system.paging.usage"));
         let failing = |e: &HostScraper| -> Vec<&'static str> {
-            e.scrapers
-                .iter()
-                .zip(&e.failing)
-                .filter(|(_, f)| f.is_some())
-                .map(|(s, _)| s.name())
-                .collect()
+            e.scrapers.iter().zip(&e.failing).filter(|(_, f)| f.is_some()).map(|(s, _)| s.name()).collect()
         };
         assert_eq!(failing(&engine), ["memory"]);
         engine.scrape();
@@ -1044,38 +931,17 @@ mod tests {
         for d in tables.iter().flat_map(|t| t.iter()) {
             let row = readme
                 .lines()
-                .find(|l| {
-                    l.split('|')
-                        .nth(2)
-                        .is_some_and(|c| c.contains(&format!("`{}`", d.name)))
-                })
+                .find(|l| l.split('|').nth(2).is_some_and(|c| c.contains(&format!("`{}`", d.name))))
                 .unwrap_or_else(|| panic!("README.md has no row for {}", d.name));
-            assert!(
-                row.contains(&format!("| {} |", d.unit)),
-                "{}: unit {} not in `{row}`",
-                d.name,
-                d.unit
-            );
+            assert!(row.contains(&format!("| {} |", d.unit)), "{}: unit {} not in `{row}`", d.name, d.unit);
             let kind = match d.kind {
                 Kind::Gauge => "Gauge",
                 Kind::Counter => "Counter",
                 Kind::UpDownCounter => "UpDownCounter",
             };
-            assert!(
-                row.contains(&format!("| {kind} |")),
-                "{}: {kind} not in `{row}`",
-                d.name
-            );
-            let default = if d.default_enabled {
-                "| on |"
-            } else {
-                "| off |"
-            };
-            assert!(
-                row.ends_with(default),
-                "{}: default not `{default}` in `{row}`",
-                d.name
-            );
+            assert!(row.contains(&format!("| {kind} |")), "{}: {kind} not in `{row}`", d.name);
+            let default = if d.default_enabled { "| on |" } else { "| off |" };
+            assert!(row.ends_with(default), "{}: default not `{default}` in `{row}`", d.name);
         }
     }
 

@@ -5,9 +5,7 @@
 //! namespace is read (`<root>/proc/1/net/dev`), since `<root>/proc/net`
 //! would show the reader's own namespace.
 
-use super::{
-    Cx, Enabled, Filter, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, int_point,
-};
+use super::{Cx, Enabled, Filter, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, int_point};
 use magpie_core::otlp::kv_str;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -114,11 +112,8 @@ pub struct NetworkScraper {
 impl NetworkScraper {
     pub fn new(config: &NetworkConfig, cx: &Cx) -> Self {
         let host_init = cx.proc.join("1/net/dev");
-        let path = if cx.root != Path::new("/") && host_init.exists() {
-            host_init
-        } else {
-            cx.proc.join("net/dev")
-        };
+        let path =
+            if cx.root != Path::new("/") && host_init.exists() { host_init } else { cx.proc.join("net/dev") };
         NetworkScraper {
             enabled: Enabled::new(METRICS, &config.metrics),
             filter: Filter::new(&config.include_interfaces, &config.exclude_interfaces),
@@ -153,10 +148,8 @@ impl Scraper for NetworkScraper {
             let mut points = Vec::with_capacity(devs.len() * 2);
             for d in devs.iter().filter(|d| self.filter.admits(&d.name)) {
                 for (dir, v) in [("receive", rx(d)), ("transmit", tx(d))] {
-                    let attrs = vec![
-                        kv_str("network.interface.name", &d.name),
-                        kv_str("network.io.direction", dir),
-                    ];
+                    let attrs =
+                        vec![kv_str("network.interface.name", &d.name), kv_str("network.io.direction", dir)];
                     points.push(int_point(v, start, now, attrs));
                 }
             }
@@ -177,10 +170,7 @@ mod tests {
         let d = parse_net_dev(FIXTURE);
         let names: Vec<&str> = d.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["lo", "ifb0", "ifb1", "eth0"]);
-        assert_eq!(
-            d[0].rx_bytes, d[0].tx_bytes,
-            "loopback sends what it receives"
-        );
+        assert_eq!(d[0].rx_bytes, d[0].tx_bytes, "loopback sends what it receives");
         assert!(d[3].rx_bytes > 0 && d[3].tx_packets > 0);
     }
 
@@ -211,11 +201,7 @@ worse: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 x
             }
         );
         let f = Filter::new(&[], &["veth*".into()]);
-        let kept: Vec<&str> = d
-            .iter()
-            .filter(|d| f.admits(&d.name))
-            .map(|d| d.name.as_str())
-            .collect();
+        let kept: Vec<&str> = d.iter().filter(|d| f.admits(&d.name)).map(|d| d.name.as_str()).collect();
         assert_eq!(kept, ["eth0"]);
     }
 }

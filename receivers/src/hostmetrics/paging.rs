@@ -7,8 +7,7 @@
 //! `pgfault - pgmajfault` minor.
 
 use super::{
-    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point,
-    int_point, ratio,
+    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point, int_point, ratio,
 };
 use magpie_core::otlp::kv_str;
 use magpie_core::proto::common::v1::KeyValue;
@@ -154,10 +153,7 @@ impl Scraper for PagingScraper {
                     for s in parse_swaps(&cx.buf) {
                         let free = s.size.saturating_sub(s.used);
                         for (state, v) in [("used", s.used.min(s.size)), ("free", free)] {
-                            let a = attrs(&[
-                                ("system.device", &s.device),
-                                ("system.paging.state", state),
-                            ]);
+                            let a = attrs(&[("system.device", &s.device), ("system.paging.state", state)]);
                             if let Some(r) = ratio(v as f64, s.size as f64) {
                                 util.push(double_point(r, 0, now, a.clone()));
                             }
@@ -183,27 +179,16 @@ impl Scraper for PagingScraper {
             ]
             .into_iter()
             .filter_map(|(dir, ty, n)| {
-                let a = attrs(&[
-                    ("system.paging.direction", dir),
-                    ("system.paging.fault.type", ty),
-                ]);
+                let a = attrs(&[("system.paging.direction", dir), ("system.paging.fault.type", ty)]);
                 Some(int_point(n?, start, now, a))
             })
             .collect();
             e.push(&mut out.host, &OPERATIONS, ops);
-            let minor = v
-                .pgfault
-                .zip(v.pgmajfault)
-                .map(|(all, major)| all.saturating_sub(major));
+            let minor = v.pgfault.zip(v.pgmajfault).map(|(all, major)| all.saturating_sub(major));
             let faults = [("major", v.pgmajfault), ("minor", minor)]
                 .into_iter()
                 .filter_map(|(ty, n)| {
-                    Some(int_point(
-                        n?,
-                        start,
-                        now,
-                        attrs(&[("system.paging.fault.type", ty)]),
-                    ))
+                    Some(int_point(n?, start, now, attrs(&[("system.paging.fault.type", ty)])))
                 })
                 .collect();
             e.push(&mut out.host, &FAULTS, faults);
@@ -219,18 +204,10 @@ mod tests {
     #[test]
     fn parses_a_real_vmstat() {
         let v = parse_vmstat(include_str!("../../tests/fixtures/host/vmstat"));
-        assert!(
-            v.pgpgin.is_some() && v.pgpgout.is_some() && v.pswpin.is_some() && v.pswpout.is_some()
-        );
+        assert!(v.pgpgin.is_some() && v.pgpgout.is_some() && v.pswpin.is_some() && v.pswpout.is_some());
         assert!(v.pgfault >= v.pgmajfault && v.pgmajfault.is_some());
         let partial = parse_vmstat("pgfault 10\npgmajfault x\nnr_free_pages 5\n\njunk\n");
-        assert_eq!(
-            partial,
-            VmStat {
-                pgfault: Some(10),
-                ..Default::default()
-            }
-        );
+        assert_eq!(partial, VmStat { pgfault: Some(10), ..Default::default() });
     }
 
     #[test]
@@ -243,14 +220,7 @@ Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority
 ";
         let s = parse_swaps(text);
         assert_eq!(s.len(), 2);
-        assert_eq!(
-            s[0],
-            Swap {
-                device: "/dev/dm-1".into(),
-                size: 8388604 * 1024,
-                used: 1024 * 1024
-            }
-        );
+        assert_eq!(s[0], Swap { device: "/dev/dm-1".into(), size: 8388604 * 1024, used: 1024 * 1024 });
         assert!(parse_swaps("Filename\tType\tSize\tUsed\tPriority\n").is_empty());
     }
 }

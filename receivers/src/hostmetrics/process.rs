@@ -15,8 +15,8 @@
 //! the figures it hides; nothing is logged for it.
 
 use super::{
-    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point, glob,
-    int_point, read_into,
+    Cx, Enabled, Kind, MetricDef, MetricToggles, Out, ScrapeError, Scraper, double_point, glob, int_point,
+    read_into,
 };
 use magpie_core::otlp::{kv_int, kv_str};
 use magpie_core::proto::common::v1::KeyValue;
@@ -89,16 +89,8 @@ impl Matchers {
     fn problems(&self, path: &str, out: &mut Vec<String>) {
         for (i, r) in self.cmdline_regex.iter().enumerate() {
             if let Err(e) = Regex::new(r) {
-                let first = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string();
-                out.push(format!(
-                    "{path}.cmdline_regex[{i}]: invalid regex `{r}`: {first}"
-                ));
+                let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                out.push(format!("{path}.cmdline_regex[{i}]: invalid regex `{r}`: {first}"));
             }
         }
     }
@@ -238,10 +230,7 @@ pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
     }
     let pid = text[..open].trim().parse().ok()?;
     let comm = text[open + 1..close].to_string();
-    let f: Vec<&str> = text[close + 1..]
-        .split_ascii_whitespace()
-        .take(22)
-        .collect();
+    let f: Vec<&str> = text[close + 1..].split_ascii_whitespace().take(22).collect();
     if f.len() < 22 {
         return None;
     }
@@ -283,9 +272,7 @@ pub fn parse_pid_status(text: &str) -> PidStatus {
         match key {
             "Uid" => s.uid = first.and_then(|v| v.parse().ok()),
             "voluntary_ctxt_switches" => s.voluntary_ctxt_switches = first.and_then(super::num),
-            "nonvoluntary_ctxt_switches" => {
-                s.nonvoluntary_ctxt_switches = first.and_then(super::num)
-            }
+            "nonvoluntary_ctxt_switches" => s.nonvoluntary_ctxt_switches = first.and_then(super::num),
             _ => {}
         }
     }
@@ -312,10 +299,7 @@ pub fn parse_pid_io(text: &str) -> Option<PidIo> {
             _ => {}
         }
     }
-    Some(PidIo {
-        read_bytes: r?,
-        write_bytes: w?,
-    })
+    Some(PidIo { read_bytes: r?, write_bytes: w? })
 }
 
 /// `/proc/<pid>/cmdline`: NUL-separated arguments, joined by spaces.
@@ -390,16 +374,8 @@ impl Compiled {
         Ok(Compiled {
             names: m.names.clone(),
             executables: m.executables.clone(),
-            regexes: m
-                .cmdline_regex
-                .iter()
-                .map(|r| Regex::new(r))
-                .collect::<Result<_, _>>()?,
-            pid_files: m
-                .pid_files
-                .iter()
-                .map(|p| root.join(p.trim_start_matches('/')))
-                .collect(),
+            regexes: m.cmdline_regex.iter().map(|r| Regex::new(r)).collect::<Result<_, _>>()?,
+            pid_files: m.pid_files.iter().map(|p| root.join(p.trim_start_matches('/'))).collect(),
         })
     }
 
@@ -420,10 +396,7 @@ impl Compiled {
                 || exe.is_some_and(|e| glob(p, base_name(e)))
                 || argv0.is_some_and(|a| glob(p, base_name(a)))
         }) || exe.is_some_and(|e| self.executables.iter().any(|p| glob(p, e)))
-            || id
-                .cmdline
-                .as_deref()
-                .is_some_and(|c| self.regexes.iter().any(|r| r.is_match(c)))
+            || id.cmdline.as_deref().is_some_and(|c| self.regexes.iter().any(|r| r.is_match(c)))
     }
 
     /// The pids named by the pid files right now (unreadable files are skipped).
@@ -451,10 +424,7 @@ pub struct Identity {
 
 impl Identity {
     fn argv0(&self) -> Option<&str> {
-        self.raw_cmdline
-            .as_deref()
-            .and_then(|c| c.split('\0').next())
-            .filter(|a| !a.is_empty())
+        self.raw_cmdline.as_deref().and_then(|c| c.split('\0').next()).filter(|a| !a.is_empty())
     }
 }
 
@@ -499,12 +469,7 @@ impl ProcessScraper {
             known: HashMap::new(),
             users: None,
             passwd: cx.root.join("etc/passwd"),
-            proc: cx
-                .proc
-                .to_str()
-                .unwrap_or("/proc")
-                .trim_end_matches('/')
-                .to_string(),
+            proc: cx.proc.to_str().unwrap_or("/proc").trim_end_matches('/').to_string(),
             generation: 0,
             buf: String::new(),
             path: String::new(),
@@ -521,10 +486,7 @@ impl ProcessScraper {
     }
 
     fn read_identity(&mut self, pid: u32, comm: &str, cmdline: bool, exe: bool) -> Identity {
-        let mut id = Identity {
-            comm: comm.to_string(),
-            ..Default::default()
-        };
+        let mut id = Identity { comm: comm.to_string(), ..Default::default() };
         if cmdline && self.read_pid(pid, "cmdline") {
             id.cmdline = Some(parse_cmdline(&self.buf));
             id.raw_cmdline = Some(std::mem::take(&mut self.buf));
@@ -532,9 +494,7 @@ impl ProcessScraper {
         if exe {
             self.path.clear();
             let _ = write!(self.path, "{}/{pid}/exe", self.proc);
-            id.exe = std::fs::read_link(&self.path)
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned());
+            id.exe = std::fs::read_link(&self.path).ok().map(|p| p.to_string_lossy().into_owned());
         }
         id
     }
@@ -546,9 +506,7 @@ impl ProcessScraper {
         let uid = parse_pid_status(&self.buf).uid?;
         let users = self.users.get_or_insert_with(|| {
             let mut buf = String::new();
-            read_into(&self.passwd, &mut buf)
-                .map(|()| parse_passwd(&buf))
-                .unwrap_or_default()
+            read_into(&self.passwd, &mut buf).map(|()| parse_passwd(&buf)).unwrap_or_default()
         });
         Some(users.get(&uid).cloned().unwrap_or_else(|| uid.to_string()))
     }
@@ -556,11 +514,7 @@ impl ProcessScraper {
     /// The resource attributes of a matched process, reading what the
     /// matchers did not need (built once per process, then cached).
     fn resource(&mut self, s: &PidStat) -> Vec<KeyValue> {
-        let mut id = self
-            .known
-            .get(&s.pid)
-            .map(|k| k.identity.clone())
-            .unwrap_or_default();
+        let mut id = self.known.get(&s.pid).map(|k| k.identity.clone()).unwrap_or_default();
         let (need_cmdline, need_exe) = (id.cmdline.is_none(), id.exe.is_none());
         if need_cmdline || need_exe {
             let fresh = self.read_identity(s.pid, &s.comm, need_cmdline, need_exe);
@@ -572,10 +526,8 @@ impl ProcessScraper {
                 id.exe = fresh.exe;
             }
         }
-        let mut attrs = vec![
-            kv_int("process.pid", i64::from(s.pid)),
-            kv_int("process.parent_pid", i64::from(s.ppid)),
-        ];
+        let mut attrs =
+            vec![kv_int("process.pid", i64::from(s.pid)), kv_int("process.parent_pid", i64::from(s.ppid))];
         // Semconv: the base name of the executable, else the short name.
         let exe_name = id.exe.as_deref().map(base_name).unwrap_or(&s.comm);
         attrs.push(kv_str("process.executable.name", exe_name));
@@ -599,18 +551,14 @@ impl ProcessScraper {
     /// Walks the process table, deciding matches for new processes and
     /// updating CPU samples; with `out`, also emits the matched ones.
     fn pass(&mut self, cx: &mut Cx, mut out: Option<&mut Out>) -> Result<(), ScrapeError> {
-        let (now, boot, tck, page, ncpu) =
-            (cx.now, cx.boot_time, cx.clk_tck, cx.page_size, cx.ncpu);
+        let (now, boot, tck, page, ncpu) = (cx.now, cx.boot_time, cx.clk_tck, cx.page_size, cx.ncpu);
         self.generation += 1;
         let generation = self.generation;
         self.include.pids(&mut self.buf, &mut self.include_pids);
         self.exclude.pids(&mut self.buf, &mut self.exclude_pids);
         let table = cx.procs()?;
         for s in &table.entries {
-            let fresh = self
-                .known
-                .get(&s.pid)
-                .is_none_or(|k| k.starttime != s.starttime || k.comm != s.comm);
+            let fresh = self.known.get(&s.pid).is_none_or(|k| k.starttime != s.starttime || k.comm != s.comm);
             if fresh {
                 let cmdline = self.include.needs_cmdline() || self.exclude.needs_cmdline();
                 let exe = self.include.needs_exe() || self.exclude.needs_exe();
@@ -655,8 +603,7 @@ impl ProcessScraper {
             };
             let metrics = self.metrics(s, prev, started, now, tck, page, ncpu);
             if !metrics.is_empty() {
-                out.resources
-                    .push(super::resource_metrics(resource, metrics));
+                out.resources.push(super::resource_metrics(resource, metrics));
             }
         }
         self.known.retain(|_, k| k.seen == generation);
@@ -698,21 +645,9 @@ impl ProcessScraper {
                 .unwrap_or_default();
             e.push(&mut m, &CPU_UTILIZATION, points);
         }
-        e.push(
-            &mut m,
-            &MEMORY_USAGE,
-            vec![int_point(s.rss.saturating_mul(page), started, now, vec![])],
-        );
-        e.push(
-            &mut m,
-            &MEMORY_VIRTUAL,
-            vec![int_point(s.vsize, started, now, vec![])],
-        );
-        e.push(
-            &mut m,
-            &THREADS,
-            vec![int_point(s.num_threads, started, now, vec![])],
-        );
+        e.push(&mut m, &MEMORY_USAGE, vec![int_point(s.rss.saturating_mul(page), started, now, vec![])]);
+        e.push(&mut m, &MEMORY_VIRTUAL, vec![int_point(s.vsize, started, now, vec![])]);
+        e.push(&mut m, &THREADS, vec![int_point(s.num_threads, started, now, vec![])]);
         let fault = |t: &str| vec![kv_str("system.paging.fault.type", t)];
         e.push(
             &mut m,
@@ -722,16 +657,7 @@ impl ProcessScraper {
                 int_point(s.minflt, started, now, fault("minor")),
             ],
         );
-        e.push(
-            &mut m,
-            &UPTIME,
-            vec![double_point(
-                now.saturating_sub(started) as f64 / 1e9,
-                0,
-                now,
-                vec![],
-            )],
-        );
+        e.push(&mut m, &UPTIME, vec![double_point(now.saturating_sub(started) as f64 / 1e9, 0, now, vec![])]);
         if e.on(&OPEN_FDS) {
             self.path.clear();
             let _ = write!(self.path, "{}/{}/fd", self.proc, s.pid);
@@ -757,13 +683,11 @@ impl ProcessScraper {
         if e.on(&CONTEXT_SWITCHES) && self.read_pid(s.pid, "status") {
             let st = parse_pid_status(&self.buf);
             let ty = |t: &str| vec![kv_str("process.context_switch.type", t)];
-            let points = [
-                ("voluntary", st.voluntary_ctxt_switches),
-                ("involuntary", st.nonvoluntary_ctxt_switches),
-            ]
-            .into_iter()
-            .filter_map(|(t, v)| Some(int_point(v?, started, now, ty(t))))
-            .collect();
+            let points =
+                [("voluntary", st.voluntary_ctxt_switches), ("involuntary", st.nonvoluntary_ctxt_switches)]
+                    .into_iter()
+                    .filter_map(|(t, v)| Some(int_point(v?, started, now, ty(t))))
+                    .collect();
             e.push(&mut m, &CONTEXT_SWITCHES, points);
         }
         m
@@ -811,17 +735,10 @@ mod tests {
 
     #[test]
     fn parses_a_real_pid_stat() {
-        let s =
-            parse_pid_stat(include_str!("../../tests/fixtures/host/pid_stat")).expect("valid stat");
-        assert_eq!(
-            (s.pid, s.comm.as_str(), s.state, s.ppid),
-            (14999, "cat", 'R', 14986)
-        );
+        let s = parse_pid_stat(include_str!("../../tests/fixtures/host/pid_stat")).expect("valid stat");
+        assert_eq!((s.pid, s.comm.as_str(), s.state, s.ppid), (14999, "cat", 'R', 14986));
         assert_eq!((s.minflt, s.majflt, s.utime, s.stime), (118, 0, 0, 0));
-        assert_eq!(
-            (s.num_threads, s.starttime, s.vsize, s.rss),
-            (1, 53700, 3133440, 412)
-        );
+        assert_eq!((s.num_threads, s.starttime, s.vsize, s.rss), (1, 53700, 3133440, 412));
     }
 
     #[test]
@@ -829,15 +746,9 @@ mod tests {
         let tail = "S 1 1 1 0 -1 4194560 10 0 2 0 7 3 0 0 20 0 4 0 500 1000 -5";
         type Case = (String, Option<(&'static str, u64, u64)>);
         let cases: &[Case] = &[
-            (
-                format!("42 (tmux: server) {tail}"),
-                Some(("tmux: server", 4, 0)),
-            ),
+            (format!("42 (tmux: server) {tail}"), Some(("tmux: server", 4, 0))),
             (format!("7 ((sd-pam)) {tail}"), Some(("(sd-pam)", 4, 0))),
-            (
-                format!("8 (a) b) {tail} 1 2 3 4 5 6 7 8 9"),
-                Some(("a) b", 4, 0)),
-            ),
+            (format!("8 (a) b) {tail} 1 2 3 4 5 6 7 8 9"), Some(("a) b", 4, 0))),
             (format!("9 (x) {tail} 0 0"), Some(("x", 4, 0))),
             ("10 (short) S 1 2 3".to_string(), None),
             ("no parens at all".to_string(), None),
@@ -846,12 +757,7 @@ mod tests {
         ];
         for (text, want) in cases {
             let got = parse_pid_stat(text);
-            assert_eq!(
-                got.as_ref()
-                    .map(|s| (s.comm.as_str(), s.num_threads, s.rss)),
-                *want,
-                "{text}"
-            );
+            assert_eq!(got.as_ref().map(|s| (s.comm.as_str(), s.num_threads, s.rss)), *want, "{text}");
         }
     }
 
@@ -860,27 +766,14 @@ mod tests {
         let st = parse_pid_status(include_str!("../../tests/fixtures/host/pid_status"));
         assert_eq!(st.uid, Some(0));
         assert_eq!(st.voluntary_ctxt_switches, Some(0));
-        assert_eq!(
-            parse_pid_status("Name: x\nUid: abc\n"),
-            PidStatus::default()
-        );
+        assert_eq!(parse_pid_status("Name: x\nUid: abc\n"), PidStatus::default());
         let io = parse_pid_io(include_str!("../../tests/fixtures/host/pid_io"));
-        assert_eq!(
-            io,
-            Some(PidIo {
-                read_bytes: 0,
-                write_bytes: 0
-            })
-        );
+        assert_eq!(io, Some(PidIo { read_bytes: 0, write_bytes: 0 }));
         assert_eq!(parse_pid_io("rchar: 1\nread_bytes: 4096\n"), None);
-        assert_eq!(
-            parse_cmdline("python3\0-m\0uvicorn\0app:main\0"),
-            "python3 -m uvicorn app:main"
-        );
+        assert_eq!(parse_cmdline("python3\0-m\0uvicorn\0app:main\0"), "python3 -m uvicorn app:main");
         assert_eq!(parse_cmdline(""), "");
-        let users = parse_passwd(
-            "root:x:0:0:root:/root:/bin/bash\napp:x:1000:1000::/home/app:/bin/sh\nbroken\n",
-        );
+        let users =
+            parse_passwd("root:x:0:0:root:/root:/bin/bash\napp:x:1000:1000::/home/app:/bin/sh\nbroken\n");
         assert_eq!(users.get(&1000).map(String::as_str), Some("app"));
         assert_eq!(users.len(), 2);
     }
@@ -938,34 +831,20 @@ mod tests {
     fn config_problems() {
         let mut out = Vec::new();
         ProcessConfig::default().problems("scrapers.process", &mut out);
-        assert!(
-            out[0].contains("scrapers.process.include: name at least one"),
-            "{out:?}"
-        );
+        assert!(out[0].contains("scrapers.process.include: name at least one"), "{out:?}");
         let mut out = Vec::new();
         let c = ProcessConfig {
-            include: Matchers {
-                cmdline_regex: vec!["ok".into(), "(unclosed".into()],
-                ..Default::default()
-            },
-            exclude: Matchers {
-                cmdline_regex: vec!["[z-a]".into()],
-                ..Default::default()
-            },
+            include: Matchers { cmdline_regex: vec!["ok".into(), "(unclosed".into()], ..Default::default() },
+            exclude: Matchers { cmdline_regex: vec!["[z-a]".into()], ..Default::default() },
             ..Default::default()
         };
         c.problems("scrapers.process", &mut out);
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(
-            out[0].starts_with(
-                "scrapers.process.include.cmdline_regex[1]: invalid regex `(unclosed`"
-            ),
+            out[0].starts_with("scrapers.process.include.cmdline_regex[1]: invalid regex `(unclosed`"),
             "{out:?}"
         );
-        assert!(
-            out[1].starts_with("scrapers.process.exclude.cmdline_regex[0]"),
-            "{out:?}"
-        );
+        assert!(out[1].starts_with("scrapers.process.exclude.cmdline_regex[0]"), "{out:?}");
     }
 
     #[test]
@@ -975,43 +854,18 @@ mod tests {
         type Case = (Prev, (u64, u64), u64, u64, usize, Option<(f64, f64)>);
         let cases: &[Case] = &[
             // 100 user ticks and 50 system ticks (at 100 Hz) over 2 s on 1 CPU.
-            (
-                Some((0, 0, 10 * s)),
-                (100, 50),
-                0,
-                12 * s,
-                1,
-                Some((0.5, 0.25)),
-            ),
+            (Some((0, 0, 10 * s)), (100, 50), 0, 12 * s, 1, Some((0.5, 0.25))),
             // The same on 2 CPUs is half.
-            (
-                Some((0, 0, 10 * s)),
-                (100, 50),
-                0,
-                12 * s,
-                2,
-                Some((0.25, 0.125)),
-            ),
+            (Some((0, 0, 10 * s)), (100, 50), 0, 12 * s, 2, Some((0.25, 0.125))),
             // First sight: averaged since the process started.
             (None, (400, 0), 6 * s, 10 * s, 1, Some((1.0, 0.0))),
             // No time passed: no figure.
             (Some((5, 5, 10 * s)), (5, 5), 0, 10 * s, 1, None),
             // Counters that went backwards (pid reuse) do not go negative.
-            (
-                Some((500, 500, 10 * s)),
-                (5, 5),
-                0,
-                11 * s,
-                1,
-                Some((0.0, 0.0)),
-            ),
+            (Some((500, 500, 10 * s)), (5, 5), 0, 11 * s, 1, Some((0.0, 0.0))),
         ];
         for (prev, cur, started, now, ncpu, want) in cases {
-            assert_eq!(
-                cpu_utilization(*prev, *cur, *started, *now, 100, *ncpu),
-                *want,
-                "{prev:?} {cur:?}"
-            );
+            assert_eq!(cpu_utilization(*prev, *cur, *started, *now, 100, *ncpu), *want, "{prev:?} {cur:?}");
         }
     }
 }

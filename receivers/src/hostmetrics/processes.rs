@@ -72,10 +72,7 @@ pub struct ProcessesScraper {
 
 impl ProcessesScraper {
     pub fn new(config: &ProcessesConfig, cx: &Cx) -> Self {
-        ProcessesScraper {
-            enabled: Enabled::new(METRICS, &config.metrics),
-            stat: cx.proc.join("stat"),
-        }
+        ProcessesScraper { enabled: Enabled::new(METRICS, &config.metrics), stat: cx.proc.join("stat") }
     }
 }
 
@@ -92,10 +89,7 @@ impl Scraper for ProcessesScraper {
             self.enabled.push(
                 &mut out.host,
                 &CREATED,
-                created
-                    .map(|n| int_point(n, start, now, vec![]))
-                    .into_iter()
-                    .collect(),
+                created.map(|n| int_point(n, start, now, vec![])).into_iter().collect(),
             );
         }
         if self.enabled.on(&COUNT) {
