@@ -4,6 +4,7 @@
 //! `MAGPIE_LOG` environment variable (same syntax as `RUST_LOG`).
 
 use crate::config::{LogFormat, LogsTelemetry};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls (tests, reloads) are no-ops.
@@ -16,7 +17,7 @@ pub fn init(config: &LogsTelemetry) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Text => builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
 }
 

@@ -84,7 +84,7 @@ pub async fn run(
     tracing::info!(
         component = "service",
         pipelines = config.pipelines.len(),
-        telemetry = ?selfmon.as_ref().map(|s| s.local_addr),
+        telemetry = %selfmon.as_ref().map_or_else(|| "disabled".to_string(), |s| s.local_addr.to_string()),
         "magpie is running"
     );
     on_started(Started { selfmon_addr: selfmon.as_ref().map(|s| s.local_addr) });

@@ -38,8 +38,8 @@ fn print_config_merges_files_and_redacts_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.yaml");
     let b = dir.path().join("b.yaml");
-    std::fs::write(&a, "receivers: {test_source: {name: x}}\nexporters: {debug: {verbosity: basic}}\nservice:\n  pipelines:\n    traces: {receivers: [test_source], exporters: [debug]}\n").unwrap();
-    std::fs::write(&b, "exporters: {debug: {verbosity: ${env:VERBOSITY}}}\n").unwrap();
+    std::fs::write(&a, "receivers: {hostmetrics: {}}\nexporters:\n  debug: {verbosity: basic}\n  otlp_http:\n    endpoint: http://127.0.0.1:4318\n    headers:\n      x-api-key: ${env:MAGPIE_TEST_KEY}\nservice:\n  pipelines:\n    metrics: {receivers: [hostmetrics], exporters: [debug, otlp_http]}\n").unwrap();
+    std::fs::write(&b, "exporters:\n  debug:\n    verbosity: ${env:VERBOSITY}\n").unwrap();
     let out = Command::new(magpie_bin())
         .arg("print-config")
         .arg("-c")
@@ -47,11 +47,15 @@ fn print_config_merges_files_and_redacts_secrets() {
         .arg("-c")
         .arg(&b)
         .env("VERBOSITY", "detailed")
+        .env("MAGPIE_TEST_KEY", "hunter2-secret")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("verbosity: detailed"), "{text}");
+    assert!(text.contains("verbosity: detailed"), "later files override earlier ones:\n{text}");
+    assert!(text.contains("endpoint: \"http://127.0.0.1:4318\""), "{text}");
+    assert!(text.contains("x-api-key: \"<redacted>\""), "secrets are redacted:\n{text}");
+    assert!(!text.contains("hunter2"), "{text}");
 }
 
 #[test]
@@ -61,6 +65,13 @@ fn components_lists_every_type() {
     for line in ["exporter   file", "processor  batch", "connector  forward", "exporter   debug"] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
+}
+
+/// The self-telemetry address from the "magpie is running" log line.
+fn telemetry_address(line: &str) -> Option<String> {
+    let rest = &line[line.find("magpie is running")?..];
+    let addr = rest.split("telemetry=").nth(1)?.split_whitespace().next()?;
+    Some(addr.to_string())
 }
 
 /// Runs the agent on the shipped default config with every listener moved to
@@ -89,9 +100,8 @@ fn start_default(extra: &str) -> (std::process::Child, String, tempfile::TempDir
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("magpie: {line}");
-            if let Some(i) = line.find("telemetry=Some(") {
-                let rest = &line[i + "telemetry=Some(".len()..];
-                let _ = tx.send(rest[..rest.find(')').unwrap_or(rest.len())].to_string());
+            if let Some(addr) = telemetry_address(&line) {
+                let _ = tx.send(addr);
             }
         }
     });
@@ -145,7 +155,7 @@ async fn runs_the_default_config_serves_health_and_exits_0_on_sigterm() {
 async fn sighup_with_a_broken_config_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("magpie.yaml");
-    std::fs::write(&path, "receivers: {test_source: {name: hup}}\nexporters: {debug: {}}\nservice:\n  telemetry: {metrics: {address: \"127.0.0.1:0\"}}\n  pipelines:\n    traces: {receivers: [test_source], exporters: [debug]}\n").unwrap();
+    std::fs::write(&path, "receivers: {hostmetrics: {collection_interval: 1h}}\nexporters: {debug: {}}\nservice:\n  telemetry: {metrics: {address: \"127.0.0.1:0\"}}\n  pipelines:\n    metrics: {receivers: [hostmetrics], exporters: [debug]}\n").unwrap();
     let mut child = Command::new(magpie_bin()).arg("-c").arg(&path).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -166,11 +176,11 @@ async fn sighup_with_a_broken_config_keeps_running() {
         panic!("no log line containing `{needle}`");
     };
     let running = wait_for("magpie is running");
-    let addr = running.split("telemetry=Some(").nth(1).and_then(|r| r.split(')').next()).unwrap().to_string();
+    let addr = telemetry_address(&running).expect("the running line names the telemetry address");
     std::fs::write(&path, "exporters: {debug: {verbosity: loud}}\n").unwrap();
     signal(child.id(), "HUP");
     let line = wait_for("unknown value `loud`");
-    assert!(line.contains("magpie.yaml:1:33"), "{line}");
+    assert!(line.contains("magpie.yaml:1:32"), "{line}");
     wait_for("config reload rejected");
     let ready = http().get(format!("http://{addr}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200, "still serving the old pipelines");
