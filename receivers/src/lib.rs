@@ -6,22 +6,31 @@
 //! [`ReceiverConfig`] enum and one `match` per operation. Adding a receiver is
 //! one module, one variant, one arm in each `match`.
 //!
-//! This crate depends on `magpie-core` only.
+//! Of Magpie's crates, this one depends on `magpie-core` only.
 //!
 //! # Layout
 //!
+//! - [`otlp`]: OTLP/gRPC and OTLP/HTTP (protobuf and JSON) for traces, metrics and logs.
+
+pub mod otlp;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Receiver, Signals, TypeInfo};
 
 /// Every receiver type, in the order `magpie components` lists them.
-pub const TYPES: &[TypeInfo] = &[];
+pub const TYPES: &[TypeInfo] = &[TypeInfo {
+    name: "otlp",
+    signals: Signals::ALL,
+    routes: &[],
+    about: "receives traces, metrics and logs over OTLP/gRPC and OTLP/HTTP (protobuf and JSON)",
+}];
 
 /// The typed config of one receiver.
 #[derive(Clone, Debug)]
-pub enum ReceiverConfig {}
+pub enum ReceiverConfig {
+    Otlp(otlp::OtlpConfig),
+}
 
-#[allow(dead_code)]
 fn typed<T: serde::de::DeserializeOwned>(
     node: &Node,
     path: &str,
@@ -33,8 +42,8 @@ fn typed<T: serde::de::DeserializeOwned>(
 impl ReceiverConfig {
     /// Parses `node` as the config of `type_name`; `None` for an unknown type.
     pub fn parse(type_name: &str, node: &Node, path: &str) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
-        let _ = (node, path);
         match type_name {
+            "otlp" => typed(node, path, ReceiverConfig::Otlp),
             _ => Ok(None),
         }
     }
@@ -42,20 +51,28 @@ impl ReceiverConfig {
     /// The signals this instance produces (a receiver may be configured to
     /// produce fewer than its type can).
     pub fn signals(&self) -> Signals {
-        match *self {}
+        match self {
+            ReceiverConfig::Otlp(_) => Signals::ALL,
+        }
     }
 
     /// Problems the types alone cannot catch.
     pub fn problems(&self) -> Vec<String> {
-        match *self {}
+        match self {
+            ReceiverConfig::Otlp(c) => c.problems(),
+        }
     }
 
     /// Addresses this receiver listens on, as (config path suffix, address).
     pub fn listen_addresses(&self) -> Vec<(String, String)> {
-        match *self {}
+        match self {
+            ReceiverConfig::Otlp(c) => c.listen_addresses(),
+        }
     }
 
     pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Receiver>, ComponentError> {
-        match *self {}
+        Ok(match self {
+            ReceiverConfig::Otlp(c) => Box::new(otlp::OtlpReceiver::new(c)),
+        })
     }
 }
