@@ -52,7 +52,7 @@ pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_BACKPRESSURE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight requests may take to finish after shutdown, on top of
 /// `backpressure_timeout`.
-const DRAIN_GRACE: Duration = Duration::from_secs(10);
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Config of the `otlp` receiver.
 #[derive(Clone, Debug, Deserialize)]

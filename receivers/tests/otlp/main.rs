@@ -700,3 +700,26 @@ async fn tls_on_both_protocols() {
     assert_eq!(h.next_traces().await.item_count(), 3);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn stalled_clients_cannot_hold_up_shutdown_past_the_drain_timeout() {
+    let mut h = Harness::start("backpressure_timeout: 100ms\n").await;
+    let mut stalled_body = tokio::net::TcpStream::connect(h.http.unwrap()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stalled_body,
+        format!("POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {PROTOBUF}\r\nContent-Length: 1000\r\n\r\nabc")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut stalled_head = tokio::net::TcpStream::connect(h.http.unwrap()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled_head, b"POST /v1/tra").await.unwrap();
+    let mut stalled_h2 = tokio::net::TcpStream::connect(h.grpc.unwrap()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled_h2, b"PRI * HTTP/2.0\r\n").await.unwrap();
+    h.assert_serves().await;
+    let started = Instant::now();
+    h.stop().await;
+    // backpressure_timeout plus the 5 s drain grace, and some slack.
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(h.traces_closed().await, "the receiver still holds a sender");
+}
