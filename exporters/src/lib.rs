@@ -97,7 +97,9 @@ impl ExporterConfig {
     /// block, live views drop the oldest.
     pub fn default_when_full(&self) -> WhenFull {
         match self {
-            ExporterConfig::Blackhole(_) | ExporterConfig::Debug(_) | ExporterConfig::File(_) => WhenFull::Block,
+            ExporterConfig::Blackhole(_) | ExporterConfig::Debug(_) | ExporterConfig::File(_) => {
+                WhenFull::Block
+            }
         }
     }
 

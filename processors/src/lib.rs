@@ -56,7 +56,11 @@ pub enum ProcessorConfig {
 
 impl ProcessorConfig {
     /// Parses `node` as the config of `type_name`; `None` for an unknown type.
-    pub fn parse(type_name: &str, node: &Node, path: &str) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
+    pub fn parse(
+        type_name: &str,
+        node: &Node,
+        path: &str,
+    ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         match type_name {
             "batch" => typed(node, path, ProcessorConfig::Batch),
             _ => Ok(None),
@@ -86,7 +90,11 @@ pub enum ConnectorConfig {
 
 impl ConnectorConfig {
     /// Parses `node` as the config of `type_name`; `None` for an unknown type.
-    pub fn parse(type_name: &str, node: &Node, path: &str) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
+    pub fn parse(
+        type_name: &str,
+        node: &Node,
+        path: &str,
+    ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         match type_name {
             "forward" => typed(node, path, ConnectorConfig::Forward),
             _ => Ok(None),

@@ -41,7 +41,11 @@ fn typed<T: serde::de::DeserializeOwned>(
 
 impl ReceiverConfig {
     /// Parses `node` as the config of `type_name`; `None` for an unknown type.
-    pub fn parse(type_name: &str, node: &Node, path: &str) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
+    pub fn parse(
+        type_name: &str,
+        node: &Node,
+        path: &str,
+    ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         match type_name {
             "otlp" => typed(node, path, ReceiverConfig::Otlp),
             _ => Ok(None),

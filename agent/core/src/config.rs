@@ -196,16 +196,17 @@ impl Node {
     /// Expands `${env:NAME}`, `${env:NAME:-default}` and `$$` in every string
     /// value, using `lookup` for variables. Unset variables without a default
     /// are reported with their location.
-    pub fn expand_env(&mut self, lookup: &dyn Fn(&str) -> Option<String>, path: &str, errors: &mut Vec<ConfigError>) {
+    pub fn expand_env(
+        &mut self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        path: &str,
+        errors: &mut Vec<ConfigError>,
+    ) {
         match &mut self.value {
-            Value::Str(s) => {
-                if s.contains('$') {
-                    match expand(s, lookup) {
-                        Ok(v) => *s = v,
-                        Err(msg) => errors.push(ConfigError::new(Some(self.location.clone()), path, msg)),
-                    }
-                }
-            }
+            Value::Str(s) if s.contains('$') => match expand(s, lookup) {
+                Ok(v) => *s = v,
+                Err(msg) => errors.push(ConfigError::new(Some(self.location.clone()), path, msg)),
+            },
             Value::Seq(items) => {
                 for (i, n) in items.iter_mut().enumerate() {
                     n.expand_env(lookup, &format!("{path}[{i}]"), errors);
@@ -234,8 +235,14 @@ impl Node {
     }
 }
 
+/// The parser's message without its own `error: line L column C:` prefix
+/// (the location is reported separately).
 fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s).trim_start_matches("error: ")
+    let line = s.lines().next().unwrap_or(s).trim_start_matches("error: ");
+    match line.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, rest)) if pos.contains(" column ") => rest,
+        _ => line,
+    }
 }
 
 fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -327,6 +334,9 @@ fn emit_value(v: &Node, indent: usize, path: &str, redacted: &[String], out: &mu
 }
 
 fn scalar(v: &Node, path: &str, redacted: &[String]) -> String {
+    if redacted.iter().any(|r| r == path) {
+        return "\"<redacted>\"".to_string();
+    }
     match &v.value {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
@@ -349,7 +359,22 @@ fn quote_if_needed(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '/')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
-        && !matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "True" | "False" | "Null" | "NULL" | "TRUE" | "FALSE");
+        && !matches!(
+            s,
+            "true"
+                | "false"
+                | "null"
+                | "yes"
+                | "no"
+                | "on"
+                | "off"
+                | "True"
+                | "False"
+                | "Null"
+                | "NULL"
+                | "TRUE"
+                | "FALSE"
+        );
     if plain { s.to_string() } else { serde_json::Value::String(s.to_string()).to_string() }
 }
 
@@ -562,8 +587,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -735,11 +760,19 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         if name == SECRET_MARKER {
             self.secrets.borrow_mut().push(self.path.clone());
         }
@@ -760,7 +793,12 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _name: &'static str, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -776,11 +814,21 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
         visitor.visit_map(access).map_err(|e: DeError| e.at(&self.node.location, &self.path))
     }
 
-    fn deserialize_struct<V: Visitor<'de>>(self, _name: &'static str, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_map(visitor)
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Str(s) => visitor
                 .visit_enum(IntoDeserializer::<DeError>::into_deserializer(s.as_str()))
@@ -886,7 +934,11 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'de> {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
-    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_map(visitor)
     }
 }
@@ -1011,7 +1063,10 @@ mod tests {
 
     #[test]
     fn typed_values_deserialize() {
-        let s = check("endpoint: a\nport: \"4317\"\ntimeout: 1500ms\ntoken: t\nmode: detailed\nnested: {size: 3}\n").unwrap();
+        let s = check(
+            "endpoint: a\nport: \"4317\"\ntimeout: 1500ms\ntoken: t\nmode: detailed\nnested: {size: 3}\n",
+        )
+        .unwrap();
         assert_eq!(s.port, 4317);
         assert_eq!(s.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(s.token.as_ref().map(|t| t.expose().as_str()), Some("t"));
@@ -1023,10 +1078,25 @@ mod tests {
     fn errors_name_line_path_and_fix() {
         check_err("endpoint: a\nprot: 1\n", 2, "exporters.x.prot", "did you mean `port`?");
         check_err("endpoint: a\nport: 70000\n", 2, "exporters.x.port", "out of range");
-        check_err("endpoint: a\nport: [1]\n", 2, "exporters.x.port", "expected an integer from 0 to 65535, found a list");
-        check_err("endpoint: a\n\ntimeout: 10 parsecs\n", 3, "exporters.x.timeout", "invalid duration `10 parsecs`");
+        check_err(
+            "endpoint: a\nport: [1]\n",
+            2,
+            "exporters.x.port",
+            "expected an integer from 0 to 65535, found a list",
+        );
+        check_err(
+            "endpoint: a\n\ntimeout: 10 parsecs\n",
+            3,
+            "exporters.x.timeout",
+            "invalid duration `10 parsecs`",
+        );
         check_err("endpoint: a\nmode: detialed\n", 2, "exporters.x.mode", "did you mean `detailed`?");
-        check_err("endpoint: a\nnested:\n  size: 1\n  colour: red\n", 4, "exporters.x.nested.colour", "unknown field `colour`");
+        check_err(
+            "endpoint: a\nnested:\n  size: 1\n  colour: red\n",
+            4,
+            "exporters.x.nested.colour",
+            "unknown field `colour`",
+        );
         check_err("port: 1\n", 1, "exporters.x", "missing required field `endpoint`");
     }
 
@@ -1055,7 +1125,8 @@ mod tests {
             "HOST" => Some("db".to_string()),
             _ => None,
         };
-        let mut node = Node::parse("a: ${env:HOST}:5432\nb: ${env:NOPE:-x}\nc: $$HOME\nd: plain $ sign\n", "t").unwrap();
+        let mut node =
+            Node::parse("a: ${env:HOST}:5432\nb: ${env:NOPE:-x}\nc: $$HOME\nd: plain $ sign\n", "t").unwrap();
         let mut errors = vec![];
         node.expand_env(&lookup, "", &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
@@ -1063,7 +1134,10 @@ mod tests {
             Value::Str(s) => s.clone(),
             _ => String::new(),
         };
-        assert_eq!((get("a"), get("b"), get("c"), get("d")), ("db:5432".into(), "x".into(), "$HOME".into(), "plain $ sign".into()));
+        assert_eq!(
+            (get("a"), get("b"), get("c"), get("d")),
+            ("db:5432".into(), "x".into(), "$HOME".into(), "plain $ sign".into())
+        );
         let mut node = Node::parse("x:\n  y: ${env:MISSING}\n", "t").unwrap();
         node.expand_env(&lookup, "", &mut errors);
         assert_eq!(errors.len(), 1);

@@ -32,8 +32,8 @@ pub mod testing;
 
 pub use batch::Batch;
 pub use component::{
-    ComponentError, Connector, ConnectorContext, ExportError, Exporter, ExporterContext, Processor,
-    Receiver, ReceiverContext, TypeInfo,
+    ComponentError, Connector, ConnectorContext, ExportError, Exporter, ExporterContext, Processor, Receiver,
+    ReceiverContext, TypeInfo,
 };
 pub use id::{ComponentId, ComponentKind, PipelineId, Signal, Signals};
 pub use output::Output;

@@ -125,9 +125,9 @@ pub fn any_value_to_json(v: &any_value::Value) -> serde_json::Value {
             serde_json::Number::from_f64(*d).map_or_else(|| J::String(d.to_string()), J::Number)
         }
         any_value::Value::BytesValue(b) => J::String(hex(b)),
-        any_value::Value::ArrayValue(a) => J::Array(
-            a.values.iter().map(|x| x.value.as_ref().map_or(J::Null, any_value_to_json)).collect(),
-        ),
+        any_value::Value::ArrayValue(a) => {
+            J::Array(a.values.iter().map(|x| x.value.as_ref().map_or(J::Null, any_value_to_json)).collect())
+        }
         any_value::Value::KvlistValue(kv) => attributes_to_json(&kv.values),
         // Only profiles use string-table references; keep the index visible.
         any_value::Value::StringValueStrindex(i) => J::from(*i),
@@ -261,7 +261,11 @@ pub mod testdata {
                     scope: scope(),
                     metrics: (0..per_resource)
                         .map(|i| {
-                            gauge(&format!("test.gauge.{i}"), "1", vec![double_point(i as f64, 0, 1_700_000_000_000_000_000, vec![])])
+                            gauge(
+                                &format!("test.gauge.{i}"),
+                                "1",
+                                vec![double_point(i as f64, 0, 1_700_000_000_000_000_000, vec![])],
+                            )
                         })
                         .collect(),
                     schema_url: String::new(),
@@ -283,7 +287,9 @@ pub mod testdata {
                             time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
                             severity_number: 9,
                             severity_text: "INFO".into(),
-                            body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("log {i}"))) }),
+                            body: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue(format!("log {i}"))),
+                            }),
                             ..Default::default()
                         })
                         .collect(),

@@ -56,7 +56,12 @@ pub fn queue(capacity: usize, policy: WhenFull, stats: Arc<ComponentStats>) -> (
     let capacity = capacity.max(1);
     stats.set_queue(0, capacity as u64);
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { items: VecDeque::new(), queued_items: 0, senders: 1, receiver_alive: true }),
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            queued_items: 0,
+            senders: 1,
+            receiver_alive: true,
+        }),
         not_empty: Notify::new(),
         not_full: Notify::new(),
         capacity,

@@ -103,7 +103,11 @@ mod tests {
 
     #[test]
     fn retry_after_is_a_floor() {
-        let cfg = RetryConfig { initial_interval: Duration::from_millis(10), randomization_factor: 0.0, ..Default::default() };
+        let cfg = RetryConfig {
+            initial_interval: Duration::from_millis(10),
+            randomization_factor: 0.0,
+            ..Default::default()
+        };
         let mut b = cfg.backoff();
         assert_eq!(b.next_wait(Some(Duration::from_secs(3))), Duration::from_secs(3));
         assert_eq!(b.next_wait(None), Duration::from_millis(15));
@@ -111,7 +115,12 @@ mod tests {
 
     #[test]
     fn nonsense_is_reported() {
-        let cfg = RetryConfig { multiplier: 0.5, randomization_factor: 2.0, max_interval: Duration::ZERO, ..Default::default() };
+        let cfg = RetryConfig {
+            multiplier: 0.5,
+            randomization_factor: 2.0,
+            max_interval: Duration::ZERO,
+            ..Default::default()
+        };
         assert_eq!(cfg.problems().len(), 3);
     }
 }

@@ -145,14 +145,26 @@ impl Telemetry {
     }
 
     /// The counters of `id` (created on first use).
-    pub fn register(&self, id: &ComponentId, kind: ComponentKind, pipeline: Option<&str>) -> Arc<ComponentStats> {
+    pub fn register(
+        &self,
+        id: &ComponentId,
+        kind: ComponentKind,
+        pipeline: Option<&str>,
+    ) -> Arc<ComponentStats> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = entries.iter().find(|e| &e.id == id && e.kind == kind && e.pipeline.as_deref() == pipeline) {
+        if let Some(e) =
+            entries.iter().find(|e| &e.id == id && e.kind == kind && e.pipeline.as_deref() == pipeline)
+        {
             e.stats.set_state(State::Starting);
             return e.stats.clone();
         }
         let stats = Arc::new(ComponentStats::default());
-        entries.push(Entry { id: id.clone(), kind, pipeline: pipeline.map(str::to_string), stats: stats.clone() });
+        entries.push(Entry {
+            id: id.clone(),
+            kind,
+            pipeline: pipeline.map(str::to_string),
+            stats: stats.clone(),
+        });
         stats
     }
 

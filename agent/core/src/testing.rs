@@ -155,7 +155,8 @@ impl Exporter for CaptureExporter {
             }
         }
         self.state.attempts.fetch_add(1, Ordering::Relaxed);
-        let failing = self.state.fail_next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        let failing =
+            self.state.fail_next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         if failing.is_ok() {
             return Err(ExportError::retryable("capture told to fail"));
         }

@@ -202,7 +202,8 @@ pub fn problems(config: &CorsConfig) -> Vec<String> {
     }
     if config.allowed_origins.is_empty() && (!config.allowed_headers.is_empty() || config.max_age.is_some()) {
         out.push(
-            "protocols.http.cors: allowed_headers and max_age have no effect without allowed_origins".to_string(),
+            "protocols.http.cors: allowed_headers and max_age have no effect without allowed_origins"
+                .to_string(),
         );
     }
     out
@@ -264,7 +265,15 @@ mod tests {
         assert!(preflight(&c, "https://evil.org", "POST", None).is_err());
         assert!(preflight(&c, "https://app.example.com", "PUT", None).is_err());
         assert!(preflight(&c, "https://app.example.com", "POST", Some("x-secret")).is_err());
-        assert!(preflight(&cors(&["https://app.example.com"], &["*"]), "https://app.example.com", "POST", Some("x-secret")).is_ok());
+        assert!(
+            preflight(
+                &cors(&["https://app.example.com"], &["*"]),
+                "https://app.example.com",
+                "POST",
+                Some("x-secret")
+            )
+            .is_ok()
+        );
     }
 
     #[test]

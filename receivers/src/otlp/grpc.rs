@@ -49,11 +49,15 @@ struct Inner {
 
 impl GrpcService {
     pub fn new(ingest: Arc<Ingest>, auth: Option<BearerAuth>, max_recv_msg_size_mib: u32) -> Self {
-        let max_message_bytes = usize::try_from(max_recv_msg_size_mib)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(1024 * 1024);
+        let max_message_bytes =
+            usize::try_from(max_recv_msg_size_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
         GrpcService {
-            inner: Arc::new(Inner { ingest, auth, max_message_bytes, max_message_mib: max_recv_msg_size_mib }),
+            inner: Arc::new(Inner {
+                ingest,
+                auth,
+                max_message_bytes,
+                max_message_mib: max_recv_msg_size_mib,
+            }),
         }
     }
 
@@ -97,7 +101,8 @@ impl Inner {
             }
         };
         if !self.ingest.wants(signal) {
-            return tonic::Status::unimplemented(format!("this receiver has no {signal} pipeline")).into_http();
+            return tonic::Status::unimplemented(format!("this receiver has no {signal} pipeline"))
+                .into_http();
         }
         if let Some(auth) = &self.auth
             && !auth.check(req.headers())
@@ -130,7 +135,10 @@ impl Inner {
     /// `OUT_OF_RANGE`, which the OTLP retry table marks retryable; an
     /// oversized message is permanent, so say `RESOURCE_EXHAUSTED` as gRPC
     /// servers usually do (and as tonic itself does for compressed ones).
-    fn fix_size_status(&self, response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    fn fix_size_status(
+        &self,
+        response: http::Response<tonic::body::Body>,
+    ) -> http::Response<tonic::body::Body> {
         let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
         match response.headers().get(tonic::Status::GRPC_STATUS) {
             Some(v) if v.as_bytes() == out_of_range.as_bytes() => tonic::Status::resource_exhausted(format!(
@@ -201,9 +209,12 @@ impl<R: ExportRequest> Decoder for RequestDecoder<R> {
             Ok(request) => Ok(Some(request)),
             Err(e) => {
                 let description = e.to_string();
-                Err(Failure::new(tonic::Code::InvalidArgument, format!("the request is not a valid {}: {description}", R::MESSAGE))
-                    .with_detail(Detail::BadRequest(description))
-                    .to_tonic())
+                Err(Failure::new(
+                    tonic::Code::InvalidArgument,
+                    format!("the request is not a valid {}: {description}", R::MESSAGE),
+                )
+                .with_detail(Detail::BadRequest(description))
+                .to_tonic())
             }
         }
     }

@@ -19,7 +19,9 @@ use super::status::{Detail, Failure};
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{
+    ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -93,7 +95,11 @@ async fn handle(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     } else if path == state.logs_path {
         Signal::Logs
     } else {
-        return reply.fail(StatusCode::NOT_FOUND, tonic::Code::NotFound, format!("no OTLP endpoint at {path}"));
+        return reply.fail(
+            StatusCode::NOT_FOUND,
+            tonic::Code::NotFound,
+            format!("no OTLP endpoint at {path}"),
+        );
     };
     if !state.ingest.wants(signal) {
         return reply.fail(
@@ -163,8 +169,11 @@ impl HttpState {
             && !auth.check(&parts.headers)
         {
             tracing::debug!(component = %self.ingest.id, "http request without a valid bearer token");
-            let mut response =
-                reply.fail(StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated, "missing or invalid bearer token");
+            let mut response = reply.fail(
+                StatusCode::UNAUTHORIZED,
+                tonic::Code::Unauthenticated,
+                "missing or invalid bearer token",
+            );
             response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
@@ -197,16 +206,26 @@ impl HttpState {
                 return reply.fail(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     tonic::Code::ResourceExhausted,
-                    format!("the request body is larger than max_request_body_size ({} bytes)", self.max_body),
+                    format!(
+                        "the request body is larger than max_request_body_size ({} bytes)",
+                        self.max_body
+                    ),
                 );
             }
             Err(BodyError::Corrupt(e)) => {
-                let f = Failure::new(tonic::Code::InvalidArgument, format!("the body is not valid {encoding:?} data: {e}"))
-                    .with_detail(Detail::BadRequest(e));
+                let f = Failure::new(
+                    tonic::Code::InvalidArgument,
+                    format!("the body is not valid {encoding:?} data: {e}"),
+                )
+                .with_detail(Detail::BadRequest(e));
                 return reply.failure(StatusCode::BAD_REQUEST, &f);
             }
             Err(BodyError::Read(e)) => {
-                return reply.fail(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, format!("reading the body: {e}"));
+                return reply.fail(
+                    StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    format!("reading the body: {e}"),
+                );
             }
         };
         match signal {
@@ -226,8 +245,11 @@ impl HttpState {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(component = %self.ingest.id, error = %e, "undecodable OTLP/HTTP request");
-                let f = Failure::new(tonic::Code::InvalidArgument, format!("the body is not a valid {}: {e}", R::MESSAGE))
-                    .with_detail(Detail::BadRequest(e));
+                let f = Failure::new(
+                    tonic::Code::InvalidArgument,
+                    format!("the body is not a valid {}: {e}", R::MESSAGE),
+                )
+                .with_detail(Detail::BadRequest(e));
                 return reply.failure(StatusCode::BAD_REQUEST, &f);
             }
         };
@@ -303,7 +325,12 @@ async fn next_chunk(body: &mut Body) -> Option<Result<Bytes, axum::Error>> {
 
 /// Reads the whole body, decompressing on the way, never holding more than
 /// `limit` bytes of either form.
-async fn read_body(mut body: Body, encoding: Encoding, limit: usize, content_length: Option<u64>) -> Result<Bytes, BodyError> {
+async fn read_body(
+    mut body: Body,
+    encoding: Encoding,
+    limit: usize,
+    content_length: Option<u64>,
+) -> Result<Bytes, BodyError> {
     if content_length.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge);
     }
@@ -322,7 +349,11 @@ async fn read_body(mut body: Body, encoding: Encoding, limit: usize, content_len
         }
         Encoding::Gzip | Encoding::Deflate => {
             // Compressed sizes are usually a fraction of the inflated size.
-            let out = LimitedVec { buf: Vec::with_capacity(hint.saturating_mul(4).min(limit)), limit, exceeded: false };
+            let out = LimitedVec {
+                buf: Vec::with_capacity(hint.saturating_mul(4).min(limit)),
+                limit,
+                exceeded: false,
+            };
             let mut decoder = Inflate::new(encoding, out);
             let mut compressed = 0usize;
             while let Some(chunk) = next_chunk(&mut body).await {
@@ -471,14 +502,20 @@ mod tests {
 
     impl<I: Iterator + Unpin> tonic::codegen::tokio_stream::Stream for IterStream<I> {
         type Item = I::Item;
-        fn poll_next(mut self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<I::Item>> {
+        fn poll_next(
+            mut self: Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<I::Item>> {
             std::task::Poll::Ready(self.0.next())
         }
     }
 
     #[tokio::test]
     async fn chunks_are_joined_and_a_single_chunk_is_not_copied() {
-        assert_eq!(read(vec![b"ab".to_vec(), vec![], b"cd".to_vec()], Encoding::Identity, 10).await.unwrap(), "abcd");
+        assert_eq!(
+            read(vec![b"ab".to_vec(), vec![], b"cd".to_vec()], Encoding::Identity, 10).await.unwrap(),
+            "abcd"
+        );
         let one = Bytes::from_static(b"hello");
         let body = Body::from(one.clone());
         let got = read_body(body, Encoding::Identity, 10, Some(5)).await.unwrap();
@@ -487,7 +524,10 @@ mod tests {
 
     #[tokio::test]
     async fn limits_apply_before_and_after_decompression() {
-        assert_eq!(read(vec![vec![0; 6], vec![0; 5]], Encoding::Identity, 10).await, Err(BodyError::TooLarge));
+        assert_eq!(
+            read(vec![vec![0; 6], vec![0; 5]], Encoding::Identity, 10).await,
+            Err(BodyError::TooLarge)
+        );
         let body = Body::from(vec![0u8; 4]);
         assert_eq!(read_body(body, Encoding::Identity, 10, Some(11)).await, Err(BodyError::TooLarge));
         let bomb = gzip(&vec![0; 1 << 20]);
@@ -498,7 +538,10 @@ mod tests {
 
     #[tokio::test]
     async fn corrupt_and_truncated_gzip_are_bad_requests() {
-        assert!(matches!(read(vec![b"not gzip".to_vec()], Encoding::Gzip, 100).await, Err(BodyError::Corrupt(_))));
+        assert!(matches!(
+            read(vec![b"not gzip".to_vec()], Encoding::Gzip, 100).await,
+            Err(BodyError::Corrupt(_))
+        ));
         let mut z = gzip(b"hello world");
         z.truncate(z.len() - 3);
         assert!(matches!(read(vec![z], Encoding::Gzip, 100).await, Err(BodyError::Corrupt(_))));

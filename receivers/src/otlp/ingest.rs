@@ -178,10 +178,7 @@ fn log_problem(record: &LogRecord) -> Option<&'static str> {
 fn rejection(count: u64, what: &str, first: Option<&'static str>) -> Option<Rejection> {
     (count > 0).then(|| Rejection {
         count,
-        message: format!(
-            "{count} {what} rejected: {}",
-            first.unwrap_or("invalid identifiers")
-        ),
+        message: format!("{count} {what} rejected: {}", first.unwrap_or("invalid identifiers")),
     })
 }
 
@@ -252,9 +249,8 @@ pub fn filter_logs(rl: &mut Vec<ResourceLogs>) -> Option<Rejection> {
 
 /// Drops scopes without metrics and resources without scopes.
 pub fn drop_empty_metrics(rm: &mut Vec<ResourceMetrics>) {
-    let empty = rm
-        .iter()
-        .any(|r| r.scope_metrics.is_empty() || r.scope_metrics.iter().any(|s| s.metrics.is_empty()));
+    let empty =
+        rm.iter().any(|r| r.scope_metrics.is_empty() || r.scope_metrics.iter().any(|s| s.metrics.is_empty()));
     if empty {
         rm.retain_mut(|r| {
             r.scope_metrics.retain(|s| !s.metrics.is_empty());
@@ -276,15 +272,13 @@ impl Refusal {
     /// The status this refusal is reported with.
     pub fn failure(self) -> Failure {
         match self {
-            Refusal::Unavailable => Failure::new(
-                tonic::Code::Unavailable,
-                "the pipeline is full, retry later",
-            )
-            .with_detail(Detail::RetryAfter(RETRY_DELAY)),
-            Refusal::NoPipeline(signal) => Failure::new(
-                tonic::Code::Unimplemented,
-                format!("this receiver has no {signal} pipeline"),
-            ),
+            Refusal::Unavailable => {
+                Failure::new(tonic::Code::Unavailable, "the pipeline is full, retry later")
+                    .with_detail(Detail::RetryAfter(RETRY_DELAY))
+            }
+            Refusal::NoPipeline(signal) => {
+                Failure::new(tonic::Code::Unimplemented, format!("this receiver has no {signal} pipeline"))
+            }
         }
     }
 }
@@ -409,7 +403,10 @@ mod tests {
         use magpie_core::proto::collector::{logs, metrics, trace};
         let path = |service: &str| format!("/{service}/Export");
         assert_eq!(ExportTraceServiceRequest::GRPC_PATH, path(trace::v1::trace_service_server::SERVICE_NAME));
-        assert_eq!(ExportMetricsServiceRequest::GRPC_PATH, path(metrics::v1::metrics_service_server::SERVICE_NAME));
+        assert_eq!(
+            ExportMetricsServiceRequest::GRPC_PATH,
+            path(metrics::v1::metrics_service_server::SERVICE_NAME)
+        );
         assert_eq!(ExportLogsServiceRequest::GRPC_PATH, path(logs::v1::logs_service_server::SERVICE_NAME));
     }
 }

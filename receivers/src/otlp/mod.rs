@@ -73,7 +73,11 @@ pub struct OtlpConfig {
 
 impl Default for OtlpConfig {
     fn default() -> Self {
-        OtlpConfig { protocols: Protocols::default(), auth: None, backpressure_timeout: DEFAULT_BACKPRESSURE_TIMEOUT }
+        OtlpConfig {
+            protocols: Protocols::default(),
+            auth: None,
+            backpressure_timeout: DEFAULT_BACKPRESSURE_TIMEOUT,
+        }
     }
 }
 
@@ -244,7 +248,9 @@ impl OtlpConfig {
         let mut out = Vec::new();
         let p = &self.protocols;
         if p.grpc.is_none() && p.http.is_none() {
-            out.push("protocols: list grpc, http or both (omit `protocols` for both with defaults)".to_string());
+            out.push(
+                "protocols: list grpc, http or both (omit `protocols` for both with defaults)".to_string(),
+            );
         }
         let mut endpoints = Vec::new();
         if let Some(g) = &p.grpc {
@@ -277,7 +283,9 @@ impl OtlpConfig {
                     out.push(format!("protocols.http.{name}: `{path}` must start with `/`"));
                 }
                 if let Some((other, _)) = paths[..i].iter().find(|(_, p)| p == path) {
-                    out.push(format!("protocols.http.{name}: `{path}` is also {other}; each signal needs its own path"));
+                    out.push(format!(
+                        "protocols.http.{name}: `{path}` is also {other}; each signal needs its own path"
+                    ));
                 }
             }
             if let Some(cors) = &h.cors {
@@ -376,7 +384,8 @@ impl OtlpReceiver {
 
     async fn bind(endpoint: &str, tls: Option<&TlsConfig>, protocol: Protocol) -> Result<Bound, OtlpError> {
         let name = protocol.as_str();
-        let addr = parse_endpoint(endpoint).map_err(|message| OtlpError::Endpoint { protocol: name, message })?;
+        let addr =
+            parse_endpoint(endpoint).map_err(|message| OtlpError::Endpoint { protocol: name, message })?;
         // Certificates are read first, so a bad file fails start-up before the port is taken.
         let tls = match tls {
             None => None,
@@ -385,9 +394,13 @@ impl OtlpReceiver {
                     .map_err(|message| OtlpError::Tls { protocol: name, message })?,
             ),
         };
-        let listener =
-            TcpListener::bind(addr).await.map_err(|source| OtlpError::Bind { protocol: name, addr, source })?;
-        let addr = listener.local_addr().map_err(|source| OtlpError::Bind { protocol: name, addr, source })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| OtlpError::Bind {
+            protocol: name,
+            addr,
+            source,
+        })?;
+        let addr =
+            listener.local_addr().map_err(|source| OtlpError::Bind { protocol: name, addr, source })?;
         Ok(Bound { listener, tls, addr })
     }
 
@@ -434,7 +447,8 @@ impl Receiver for OtlpReceiver {
                 protocol: Protocol::Grpc,
                 listener: bound.listener,
                 tls: bound.tls,
-                router: grpc::GrpcService::new(ingest.clone(), auth.clone(), g.max_recv_msg_size_mib).into_router(),
+                router: grpc::GrpcService::new(ingest.clone(), auth.clone(), g.max_recv_msg_size_mib)
+                    .into_router(),
                 drain_timeout,
             }),
             _ => None,
@@ -512,7 +526,10 @@ mod tests {
         assert!(c.protocols.http.is_none());
         let c = parse("protocols:\n  http:\n    endpoint: 0.0.0.0:4318\n").unwrap();
         assert!(c.protocols.grpc.is_none());
-        assert_eq!(c.listen_addresses(), vec![("protocols.http.endpoint".to_string(), "0.0.0.0:4318".to_string())]);
+        assert_eq!(
+            c.listen_addresses(),
+            vec![("protocols.http.endpoint".to_string(), "0.0.0.0:4318".to_string())]
+        );
     }
 
     #[test]
@@ -548,7 +565,8 @@ backpressure_timeout: 250ms
 
     #[test]
     fn unknown_fields_are_located_errors() {
-        let e = parse("protocols:\n  http:\n    endpoint: 127.0.0.1:4318\n    max_body_size: 10\n").unwrap_err();
+        let e =
+            parse("protocols:\n  http:\n    endpoint: 127.0.0.1:4318\n    max_body_size: 10\n").unwrap_err();
         assert_eq!(e.location.as_ref().map(|l| (l.line, l.column)), Some((4, 5)), "{e}");
         assert_eq!(e.path, "receivers.otlp.protocols.http.max_body_size");
         assert!(e.message.contains("unknown field `max_body_size`"), "{e}");
@@ -581,7 +599,9 @@ auth: { bearer_token: '' }
         assert_eq!(p.len(), 5, "{p:?}");
         let c = parse("protocols: {}\n").unwrap();
         assert_eq!(c.problems().len(), 1);
-        let c = parse("protocols: { grpc: { endpoint: '0.0.0.0:4317' }, http: { endpoint: '0.0.0.0:4317' } }\n").unwrap();
+        let c =
+            parse("protocols: { grpc: { endpoint: '0.0.0.0:4317' }, http: { endpoint: '0.0.0.0:4317' } }\n")
+                .unwrap();
         assert!(c.problems()[0].contains("cannot both listen on 0.0.0.0:4317"), "{:?}", c.problems());
     }
 

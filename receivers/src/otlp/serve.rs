@@ -66,7 +66,9 @@ pub fn tls_acceptor(cert_file: &Path, key_file: &Path, protocol: Protocol) -> Re
         .map_err(|e| format!("configuring tls: {e}"))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("tls cert_file {} and key_file {}: {e}", cert_file.display(), key_file.display()))?;
+        .map_err(|e| {
+            format!("tls cert_file {} and key_file {}: {e}", cert_file.display(), key_file.display())
+        })?;
     config.alpn_protocols = match protocol {
         Protocol::Grpc => vec![b"h2".to_vec()],
         Protocol::Http => vec![b"h2".to_vec(), b"http/1.1".to_vec()],

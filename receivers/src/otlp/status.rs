@@ -187,8 +187,8 @@ mod tests {
 
     #[test]
     fn json_uses_the_proto3_mapping() {
-        let f = Failure::new(tonic::Code::InvalidArgument, "bad")
-            .with_detail(Detail::BadRequest("eof".into()));
+        let f =
+            Failure::new(tonic::Code::InvalidArgument, "bad").with_detail(Detail::BadRequest("eof".into()));
         let v: serde_json::Value = serde_json::from_slice(&f.encode_json()).unwrap();
         assert_eq!(v["code"], 3);
         assert_eq!(v["message"], "bad");

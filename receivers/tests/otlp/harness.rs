@@ -75,7 +75,16 @@ impl Harness {
         let shutdown = CancellationToken::new();
         let ctx = ReceiverContext { id, output, shutdown: shutdown.clone(), stats: stats.clone() };
         let task = tokio::spawn(Box::new(receiver).run(ctx));
-        Harness { grpc: addrs.grpc, http: addrs.http, stats, traces, metrics, logs, shutdown, task: Some(task) }
+        Harness {
+            grpc: addrs.grpc,
+            http: addrs.http,
+            stats,
+            traces,
+            metrics,
+            logs,
+            shutdown,
+            task: Some(task),
+        }
     }
 
     pub fn http_url(&self, path: &str) -> String {
@@ -88,7 +97,10 @@ impl Harness {
 
     async fn next(rx: &mut Option<mpsc::Receiver<Batch>>) -> Batch {
         let rx = rx.as_mut().expect("no pipeline of this signal");
-        tokio::time::timeout(WAIT, rx.recv()).await.expect("no batch arrived in time").expect("the output was dropped")
+        tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("no batch arrived in time")
+            .expect("the output was dropped")
     }
 
     pub async fn next_traces(&mut self) -> Batch {
@@ -190,7 +202,8 @@ pub async fn raw_grpc(addr: SocketAddr, path: &str, payload: &[u8]) -> (String, 
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let get = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let get =
+        |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     (get("grpc-status"), get("grpc-message"))
 }
 

@@ -8,12 +8,15 @@ use magpie_core::otlp::{kv_bool, kv_double, kv_int, kv_str};
 use magpie_core::proto::collector::logs::v1::ExportLogsServiceRequest;
 use magpie_core::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use magpie_core::proto::collector::trace::v1::ExportTraceServiceRequest;
-use magpie_core::proto::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value};
+use magpie_core::proto::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+};
 use magpie_core::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use magpie_core::proto::metrics::v1::{
-    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar,
-    exponential_histogram_data_point::Buckets, metric, number_data_point, summary_data_point::ValueAtQuantile,
+    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar,
+    exponential_histogram_data_point::Buckets, metric, number_data_point,
+    summary_data_point::ValueAtQuantile,
 };
 use magpie_core::proto::resource::v1::Resource;
 use magpie_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
@@ -342,9 +345,12 @@ fn enum_names_are_refused_as_the_spec_requires_integers() {
 async fn every_fixture_arrives_intact_through_the_receiver() {
     let mut h = Harness::start("").await;
     let client = http_client();
-    for (path, file) in
-        [("/v1/traces", "traces.json"), ("/v1/traces", "traces_js_numbers.json"), ("/v1/metrics", "metrics.json"), ("/v1/logs", "logs.json")]
-    {
+    for (path, file) in [
+        ("/v1/traces", "traces.json"),
+        ("/v1/traces", "traces_js_numbers.json"),
+        ("/v1/metrics", "metrics.json"),
+        ("/v1/logs", "logs.json"),
+    ] {
         let resp = client
             .post(h.http_url(path))
             .header("content-type", "application/json")

@@ -50,7 +50,10 @@ async fn status_of(resp: reqwest::Response) -> (u16, rpc::Status) {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|d| rpc::Any { type_url: d["@type"].as_str().unwrap().to_string(), value: d.to_string().into_bytes() })
+                .map(|d| rpc::Any {
+                    type_url: d["@type"].as_str().unwrap().to_string(),
+                    value: d.to_string().into_bytes(),
+                })
                 .collect(),
         }
     } else {
@@ -169,7 +172,8 @@ async fn http_chunked_bodies_without_content_length_are_read() {
 #[tokio::test]
 async fn http_malformed_protobuf_is_400_with_a_status_body() {
     let mut h = Harness::start("").await;
-    let (code, status) = status_of(post(&h, "/v1/traces", PROTOBUF, vec![0x0a, 0xff, 0xff, 0xff, 0x0f, 1]).await).await;
+    let (code, status) =
+        status_of(post(&h, "/v1/traces", PROTOBUF, vec![0x0a, 0xff, 0xff, 0xff, 0x0f, 1]).await).await;
     assert_eq!(code, 400);
     assert_eq!(status.code, tonic::Code::InvalidArgument as i32);
     assert!(status.message.contains("ExportTraceServiceRequest"), "{}", status.message);
@@ -184,13 +188,21 @@ async fn http_malformed_protobuf_is_400_with_a_status_body() {
 #[tokio::test]
 async fn http_malformed_json_is_400_with_a_json_status_body() {
     let mut h = Harness::start("").await;
-    for body in [&br#"{"resourceSpans": [ {"#[..], br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#, b""] {
+    for body in [
+        &br#"{"resourceSpans": [ {"#[..],
+        br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#,
+        b"",
+    ] {
         let resp = post(&h, "/v1/traces", JSON, body.to_vec()).await;
         assert_eq!(resp.headers()["content-type"], JSON);
         let (code, status) = status_of(resp).await;
         assert_eq!(code, 400);
         assert_eq!(status.code, 3);
-        assert!(status.message.starts_with("the body is not a valid ExportTraceServiceRequest"), "{}", status.message);
+        assert!(
+            status.message.starts_with("the body is not a valid ExportTraceServiceRequest"),
+            "{}",
+            status.message
+        );
         let detail: serde_json::Value = serde_json::from_slice(&status.details[0].value).unwrap();
         assert_eq!(detail["@type"], "type.googleapis.com/google.rpc.BadRequest");
     }
@@ -306,7 +318,8 @@ async fn http_without_the_bearer_token_is_401() {
     let mut h = Harness::start("auth: { bearer_token: s3cret }\n").await;
     let body = traces_request(1, 1).encode_to_vec();
     for auth in [None, Some("Bearer nope"), Some("Basic s3cret")] {
-        let mut req = http_client().post(h.http_url("/v1/traces")).header("content-type", PROTOBUF).body(body.clone());
+        let mut req =
+            http_client().post(h.http_url("/v1/traces")).header("content-type", PROTOBUF).body(body.clone());
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
@@ -368,7 +381,9 @@ async fn cors_preflight_from_an_allowed_origin_is_204_with_the_headers() {
 
 #[tokio::test]
 async fn cors_preflight_from_another_origin_is_403_and_its_posts_get_no_cors_headers() {
-    let mut h = Harness::start("protocols:\n  http:\n    cors: { allowed_origins: ['https://app.example.com'] }\n").await;
+    let mut h =
+        Harness::start("protocols:\n  http:\n    cors: { allowed_origins: ['https://app.example.com'] }\n")
+            .await;
     let resp = http_client()
         .request(reqwest::Method::OPTIONS, h.http_url("/v1/traces"))
         .header("origin", "https://evil.example.org")
@@ -516,12 +531,14 @@ async fn grpc_exports_every_signal_with_and_without_gzip() {
     assert_eq!(response.partial_success, None);
     assert_eq!(h.next_traces().await, Batch::Traces(request.resource_spans));
 
-    let mut gz = TraceServiceClient::connect(h.grpc_url()).await.unwrap().send_compressed(CompressionEncoding::Gzip);
+    let mut gz =
+        TraceServiceClient::connect(h.grpc_url()).await.unwrap().send_compressed(CompressionEncoding::Gzip);
     let request = traces_request(1, 50);
     gz.export(request.clone()).await.unwrap();
     assert_eq!(h.next_traces().await, Batch::Traces(request.resource_spans));
 
-    let mut metrics = MetricsServiceClient::connect(h.grpc_url()).await.unwrap().send_compressed(CompressionEncoding::Gzip);
+    let mut metrics =
+        MetricsServiceClient::connect(h.grpc_url()).await.unwrap().send_compressed(CompressionEncoding::Gzip);
     let request = ExportMetricsServiceRequest { resource_metrics: testdata::gauges(1, 3) };
     metrics.export(request.clone()).await.unwrap();
     assert_eq!(h.next_metrics().await, Batch::Metrics(request.resource_metrics));
@@ -537,7 +554,8 @@ async fn grpc_exports_every_signal_with_and_without_gzip() {
 #[tokio::test]
 async fn grpc_garbage_is_invalid_argument() {
     let mut h = Harness::start("").await;
-    let (status, message) = raw_grpc(h.grpc.unwrap(), TRACE_PATH, &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).await;
+    let (status, message) =
+        raw_grpc(h.grpc.unwrap(), TRACE_PATH, &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).await;
     assert_eq!(status, (tonic::Code::InvalidArgument as i32).to_string());
     assert!(message.contains("ExportTraceServiceRequest"), "{message}");
     h.no_traces();
@@ -586,7 +604,8 @@ async fn grpc_without_the_bearer_token_is_unauthenticated() {
 async fn grpc_signals_without_a_pipeline_are_unimplemented() {
     let mut h = Harness::with("", &[Signal::Traces], 8).await;
     let mut logs = LogsServiceClient::connect(h.grpc_url()).await.unwrap();
-    let status = logs.export(ExportLogsServiceRequest { resource_logs: testdata::logs(1, 1) }).await.unwrap_err();
+    let status =
+        logs.export(ExportLogsServiceRequest { resource_logs: testdata::logs(1, 1) }).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     let (status, _) = raw_grpc(h.grpc.unwrap(), "/some.Other/Method", &[]).await;
     assert_eq!(status, (tonic::Code::Unimplemented as i32).to_string());
@@ -606,7 +625,8 @@ async fn grpc_oversized_messages_are_resource_exhausted() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("max_recv_msg_size_mib (1 MiB)"), "{}", status.message());
     // Small on the wire, too big once inflated.
-    let mut gz = TraceServiceClient::connect(h.grpc_url()).await.unwrap().send_compressed(CompressionEncoding::Gzip);
+    let mut gz =
+        TraceServiceClient::connect(h.grpc_url()).await.unwrap().send_compressed(CompressionEncoding::Gzip);
     let status = gz.export(big).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     h.no_traces();
@@ -648,10 +668,16 @@ async fn shutdown_lets_in_flight_requests_finish_then_drops_the_output() {
 
 #[tokio::test]
 async fn a_bad_tls_file_fails_start() {
-    let config = harness::config("protocols:\n  http:\n    tls: { cert_file: /nonexistent/cert.pem, key_file: /nonexistent/key.pem }\n");
+    let config = harness::config(
+        "protocols:\n  http:\n    tls: { cert_file: /nonexistent/cert.pem, key_file: /nonexistent/key.pem }\n",
+    );
     let mut r = magpie_receivers::otlp::OtlpReceiver::new(&config);
     let e = magpie_core::Receiver::start(&mut r, &"otlp".parse().unwrap()).await.unwrap_err();
-    assert!(e.message.starts_with("protocols.http.tls: reading tls cert_file /nonexistent/cert.pem"), "{}", e.message);
+    assert!(
+        e.message.starts_with("protocols.http.tls: reading tls cert_file /nonexistent/cert.pem"),
+        "{}",
+        e.message
+    );
 }
 
 #[tokio::test]
@@ -667,7 +693,8 @@ async fn tls_on_both_protocols() {
         dir.path().join("cert.pem").display(),
         dir.path().join("key.pem").display()
     );
-    let mut h = Harness::start(&format!("protocols:\n  grpc: {{ tls: {tls} }}\n  http: {{ tls: {tls} }}\n")).await;
+    let mut h =
+        Harness::start(&format!("protocols:\n  grpc: {{ tls: {tls} }}\n  http: {{ tls: {tls} }}\n")).await;
 
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
@@ -689,13 +716,14 @@ async fn tls_on_both_protocols() {
     let tls_config = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
         .domain_name("localhost");
-    let channel = tonic::transport::Channel::from_shared(format!("https://localhost:{}", h.grpc.unwrap().port()))
-        .unwrap()
-        .tls_config(tls_config)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel =
+        tonic::transport::Channel::from_shared(format!("https://localhost:{}", h.grpc.unwrap().port()))
+            .unwrap()
+            .tls_config(tls_config)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
     TraceServiceClient::new(channel).export(traces_request(1, 3)).await.unwrap();
     assert_eq!(h.next_traces().await.item_count(), 3);
     h.stop().await;

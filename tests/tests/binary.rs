@@ -1,0 +1,152 @@
+//! The real `magpie` binary: the CLI commands, and the agent on the default
+//! config answering /healthz, /readyz and /metrics and exiting 0 on SIGTERM.
+
+use magpie_tests::{http, magpie_bin, signal};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo_file(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+#[test]
+fn validate_exits_0_on_a_good_config_and_1_with_every_error() {
+    let out = Command::new(magpie_bin()).args(["validate", "--config"]).arg(repo_file("configs/default.yaml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "receivers:\n  otlpp: {}\nexporters:\n  debug: {verbosity: loud}\nservice:\n  pipelines:\n    traces: {receivers: [otlpp], exporters: [debug]}\n").unwrap();
+    let out = Command::new(magpie_bin()).arg("validate").arg("-c").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:2:3: error: receivers.otlpp: unknown receiver type `otlpp`"), "{err}");
+    assert!(err.contains("bad.yaml:4:23: error: exporters.debug.verbosity: unknown value `loud`"), "{err}");
+    assert!(err.contains("errors in the config"), "{err}");
+}
+
+#[test]
+fn print_config_merges_files_and_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, "receivers: {test_source: {name: x}}\nexporters: {debug: {verbosity: basic}}\nservice:\n  pipelines:\n    traces: {receivers: [test_source], exporters: [debug]}\n").unwrap();
+    std::fs::write(&b, "exporters: {debug: {verbosity: ${env:VERBOSITY}}}\n").unwrap();
+    let out = Command::new(magpie_bin()).arg("print-config").arg("-c").arg(&a).arg("-c").arg(&b).env("VERBOSITY", "detailed").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verbosity: detailed"), "{text}");
+}
+
+#[test]
+fn components_lists_every_type() {
+    let out = Command::new(magpie_bin()).arg("components").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in ["exporter   file", "processor  batch", "connector  forward", "exporter   debug"] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+}
+
+/// Runs the agent on the shipped default config with every listener moved to
+/// port 0, and returns it with its self-telemetry address.
+fn start_default(extra: &str) -> (std::process::Child, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = dir.path().join("ports.yaml");
+    std::fs::write(&overrides, format!("service:\n  telemetry:\n    metrics: {{address: \"127.0.0.1:0\"}}\n{extra}")).unwrap();
+    let mut child = Command::new(magpie_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(repo_file("configs/default.yaml"))
+        .arg("--config")
+        .arg(&overrides)
+        .env("MAGPIE_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("magpie: {line}");
+            if let Some(i) = line.find("telemetry=Some(") {
+                let rest = &line[i + "telemetry=Some(".len()..];
+                let _ = tx.send(rest[..rest.find(')').unwrap_or(rest.len())].to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("agent reported its telemetry address");
+    (child, addr, dir)
+}
+
+#[tokio::test]
+async fn runs_the_default_config_serves_health_and_exits_0_on_sigterm() {
+    let (mut child, addr, _dir) = start_default("");
+    let http = http();
+    let health = http.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let t0 = Instant::now();
+    loop {
+        let ready = http.get(format!("http://{addr}/readyz")).send().await.unwrap();
+        if ready.status() == 200 {
+            let body: serde_json::Value = ready.json().await.unwrap();
+            assert_eq!(body["ready"], true);
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "never ready: {}", ready.text().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    for family in ["magpie_exporter_queue_capacity{", "magpie_process_resident_memory_bytes ", "magpie_process_uptime_seconds ", "magpie_component_up{"] {
+        assert!(metrics.contains(family), "/metrics lacks {family}:\n{metrics}");
+    }
+    signal(child.id(), "TERM");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn sighup_with_a_broken_config_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("magpie.yaml");
+    std::fs::write(&path, "receivers: {test_source: {name: hup}}\nexporters: {debug: {}}\nservice:\n  telemetry: {metrics: {address: \"127.0.0.1:0\"}}\n  pipelines:\n    traces: {receivers: [test_source], exporters: [debug]}\n").unwrap();
+    let mut child = Command::new(magpie_bin()).arg("-c").arg(&path).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
+                && line.contains(needle)
+            {
+                return line;
+            }
+        }
+        panic!("no log line containing `{needle}`");
+    };
+    let running = wait_for("magpie is running");
+    let addr = running.split("telemetry=Some(").nth(1).and_then(|r| r.split(')').next()).unwrap().to_string();
+    std::fs::write(&path, "exporters: {debug: {verbosity: loud}}\n").unwrap();
+    signal(child.id(), "HUP");
+    let line = wait_for("unknown value `loud`");
+    assert!(line.contains("magpie.yaml:1:33"), "{line}");
+    wait_for("config reload rejected");
+    let ready = http().get(format!("http://{addr}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "still serving the old pipelines");
+    signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+}

@@ -1,0 +1,250 @@
+//! Every class of config error `magpie validate` reports: each names the
+//! file, line and component path, with a fix where one is obvious.
+
+use magpie_core::config::ConfigError;
+use magpie_tests::{parse, parse_with_env};
+
+/// Parses `yaml` and asserts that among the problems there is one at `line`
+/// whose rendering contains every fragment.
+fn check(yaml: &str, expected: &[(u32, &[&str])]) -> Vec<ConfigError> {
+    let problems = match parse(yaml) {
+        Ok(c) => c.warnings,
+        Err(p) => p,
+    };
+    for (line, fragments) in expected {
+        let found = problems.iter().any(|p| {
+            let text = p.to_string();
+            p.location.as_ref().map(|l| l.line) == Some(*line) && fragments.iter().all(|f| text.contains(f))
+        });
+        assert!(found, "no problem at line {line} containing {fragments:?}; got:\n{}", render(&problems));
+    }
+    problems
+}
+
+fn render(problems: &[ConfigError]) -> String {
+    problems.iter().map(|p| format!("  {p}\n")).collect()
+}
+
+const TAIL: &str = "service:\n  pipelines:\n    traces: {receivers: [test_source], exporters: [debug]}\n";
+
+fn with_basics(head: &str) -> String {
+    format!("receivers:\n  test_source: {{name: x}}\nexporters:\n  debug:\n{head}{TAIL}")
+}
+
+#[test]
+fn a_valid_config_has_no_problems() {
+    let c = parse(&with_basics("")).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.pipelines.len(), 1);
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let p = check(
+        "receivers:\n  otlp: {\n  bad\n",
+        &[(2, &["test.yaml:2:9: error: invalid YAML: unclosed bracket"])],
+    );
+    assert_eq!(p.len(), 1, "{}", render(&p));
+}
+
+#[test]
+fn unknown_top_level_key() {
+    check(
+        &with_basics("recievers: {}\n"),
+        &[(5, &["unknown top-level key `recievers`", "did you mean `receivers`?"])],
+    );
+}
+
+#[test]
+fn unknown_component_type() {
+    check(
+        &with_basics("processors:\n  bacth: {}\n"),
+        &[(6, &["processors.bacth", "unknown processor type `bacth`", "did you mean `batch`?"])],
+    );
+    check(
+        &with_basics("connectors:\n  zzz: {}\n"),
+        &[(6, &["unknown connector type `zzz`", "known connector types: forward"])],
+    );
+}
+
+#[test]
+fn unknown_field_in_a_component() {
+    check(
+        &with_basics("processors:\n  batch:\n    send_batch_sise: 10\n"),
+        &[(7, &["test.yaml:7:5", "processors.batch.send_batch_sise", "did you mean `send_batch_size`?"])],
+    );
+    // Nested settings are checked too.
+    check(
+        "receivers: {test_source: {name: x}}\nexporters:\n  file:\n    path: out.jsonl\n    rotation:\n      max_mb: 3\n"
+            .to_string()
+            .as_str()
+            .to_owned()
+            .add("service: {pipelines: {logs: {receivers: [test_source], exporters: [file]}}}\n")
+            .as_str(),
+        &[(6, &["exporters.file.rotation.max_mb", "unknown field `max_mb`"])],
+    );
+}
+
+trait Add {
+    fn add(self, s: &str) -> String;
+}
+impl Add for String {
+    fn add(mut self, s: &str) -> String {
+        self.push_str(s);
+        self
+    }
+}
+
+#[test]
+fn wrong_value_type() {
+    check(
+        &with_basics("processors:\n  batch:\n    send_batch_size: [1]\n"),
+        &[(7, &["processors.batch.send_batch_size", "expected a non-negative integer, found a list"])],
+    );
+    check(
+        &with_basics("processors:\n  batch:\n    send_batch_size: -4\n"),
+        &[(7, &["send_batch_size", "-4 is out of range"])],
+    );
+}
+
+#[test]
+fn bad_duration() {
+    check(
+        &with_basics("processors:\n  batch:\n    timeout: 5 parsecs\n"),
+        &[(7, &["processors.batch.timeout", "invalid duration `5 parsecs`", "e.g. 500ms, 10s"])],
+    );
+    check(
+        "service:\n  shutdown_timeout: soon\n  pipelines: {}\n",
+        &[(2, &["service.shutdown_timeout", "invalid duration `soon`"])],
+    );
+}
+
+#[test]
+fn pipeline_names_an_undeclared_component() {
+    check(
+        "receivers: {test_source: {name: x}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    traces:\n      receivers: [test_sorce]\n      exporters: [debug, debug/2]\n",
+        &[
+            (
+                6,
+                &[
+                    "service.pipelines.traces.receivers[0]",
+                    "receiver `test_sorce` is not declared",
+                    "did you mean `test_source`?",
+                ],
+            ),
+            (
+                7,
+                &[
+                    "service.pipelines.traces.exporters[1]",
+                    "exporter `debug/2` is not declared under exporters or connectors",
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn pipeline_without_receivers_or_exporters() {
+    check(
+        "receivers: {test_source: {name: x}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    traces:\n      exporters: [debug]\n    logs:\n      receivers: [test_source]\n",
+        &[
+            (5, &["service.pipelines.traces", "pipeline has no receivers"]),
+            (7, &["service.pipelines.logs", "pipeline has no exporters"]),
+        ],
+    );
+}
+
+#[test]
+fn unused_component_is_a_warning() {
+    let c = parse(&with_basics("processors:\n  batch: {}\n")).expect("warnings do not fail validation");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    let w = c.warnings[0].to_string();
+    assert!(
+        w.contains(
+            "test.yaml:6:3: warning: processors.batch: processor `batch` is declared but no pipeline uses it"
+        ),
+        "{w}"
+    );
+}
+
+#[test]
+fn unset_env_var_without_default() {
+    let yaml = "receivers: {test_source: {name: x}}\nexporters:\n  file:\n    path: ${env:MAGPIE_TEST_OUT}\n  debug:\n    verbosity: ${env:VERB:-normal}\nservice: {pipelines: {logs: {receivers: [test_source], exporters: [file, debug]}}}\n";
+    let p = parse(yaml).unwrap_err();
+    assert!(
+        p.iter().any(|e| e.location.as_ref().map(|l| l.line) == Some(4)
+            && e.to_string()
+                .contains("exporters.file.path: environment variable MAGPIE_TEST_OUT is not set")),
+        "{}",
+        render(&p)
+    );
+    let c = parse_with_env(yaml, &[("MAGPIE_TEST_OUT", "/tmp/x.jsonl")]).unwrap();
+    assert!(c.to_redacted_yaml().contains("path: /tmp/x.jsonl"));
+    assert!(c.to_redacted_yaml().contains("verbosity: normal"));
+}
+
+#[test]
+fn connector_must_be_exporter_and_receiver() {
+    check(
+        "receivers: {test_source: {name: x}}\nexporters: {debug: {}}\nconnectors:\n  forward: {}\nservice:\n  pipelines:\n    traces: {receivers: [test_source], exporters: [forward, debug]}\n",
+        &[(4, &["connectors.forward", "used as an exporter but no pipeline receives from it"])],
+    );
+}
+
+#[test]
+fn connector_routes_must_match_signals() {
+    check(
+        "receivers: {test_source: {name: x}}\nexporters: {debug: {}}\nconnectors: {forward: {}}\nservice:\n  pipelines:\n    traces: {receivers: [test_source], exporters: [forward]}\n    logs: {receivers: [forward], exporters: [debug]}\n",
+        &[
+            (6, &["connector `forward` cannot carry traces"]),
+            (7, &["connector `forward` cannot produce logs"]),
+        ],
+    );
+}
+
+#[test]
+fn pipeline_cycle_through_connectors() {
+    check(
+        "receivers: {test_source: {name: x}}\nexporters: {debug: {}}\nconnectors: {forward: {}, forward/back: {}}\nservice:\n  pipelines:\n    traces/a: {receivers: [test_source, forward/back], exporters: [forward, debug]}\n    traces/b: {receivers: [forward], exporters: [forward/back]}\n",
+        &[(
+            6,
+            &[
+                "pipelines form a cycle through connectors: traces/a → forward → traces/b → forward/back → traces/a",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn invalid_log_level() {
+    check(
+        "receivers: {test_source: {name: x}}\nexporters: {debug: {}}\nservice:\n  telemetry:\n    logs: {level: \"info,[\"}\n  pipelines:\n    traces: {receivers: [test_source], exporters: [debug]}\n",
+        &[(5, &["service.telemetry.logs.level", "invalid log level"])],
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let p = parse("receivers:\n  nope: {}\nprocessors:\n  batch: {timeout: x}\nexporters:\n  debug: {verbosity: loud}\nservice:\n  pipelines:\n    spans: {}\n").unwrap_err();
+    let errors: Vec<u32> =
+        p.iter().filter(|e| e.is_error()).filter_map(|e| e.location.as_ref().map(|l| l.line)).collect();
+    for line in [2, 4, 6, 9] {
+        assert!(errors.contains(&line), "missing an error at line {line}:\n{}", render(&p));
+    }
+}
+
+#[test]
+fn merged_files_keep_their_own_locations() {
+    use magpie::config::Source;
+    let a = Source { name: "base.yaml".into(), text: with_basics("") };
+    let b =
+        Source { name: "override.yaml".into(), text: "exporters:\n  debug:\n    verbosity: chatty\n".into() };
+    let p = magpie::config::parse(&[a, b], &|_| None).unwrap_err();
+    assert!(
+        p.iter().any(|e| e
+            .to_string()
+            .starts_with("override.yaml:3:16: error: exporters.debug.verbosity: unknown value `chatty`")),
+        "{}",
+        render(&p)
+    );
+}
