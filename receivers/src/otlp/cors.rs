@@ -116,7 +116,7 @@ impl Cors {
         name.is_empty()
             || self.any_header
             || ALWAYS_ALLOWED_HEADERS.contains(&name.as_str())
-            || self.headers.iter().any(|h| *h == name)
+            || self.headers.contains(&name)
     }
 
     /// Whether `headers` are a CORS preflight (`OPTIONS` with an `Origin`

@@ -35,9 +35,11 @@ pub struct Harness {
 
 /// The config node: `BASE` with `extra` merged over it.
 pub fn config(extra: &str) -> magpie_receivers::otlp::OtlpConfig {
-    let mut node = Node::parse(BASE, "base.yaml").unwrap();
-    node.merge(Node::parse(extra, "test.yaml").unwrap());
-    let (config, _secrets) = ReceiverConfig::parse("otlp", &node, "receivers.otlp").unwrap().unwrap();
+    let mut node = Node::parse(BASE, "base.yaml").expect("the base config parses");
+    node.merge(Node::parse(extra, "test.yaml").expect("the test config parses"));
+    let (config, _secrets) = ReceiverConfig::parse("otlp", &node, "receivers.otlp")
+        .expect("the config is valid")
+        .expect("otlp is a receiver type");
     assert!(config.problems().is_empty(), "{:?}", config.problems());
     // More receiver types will make this pattern refutable.
     #[allow(irrefutable_let_patterns)]
@@ -56,9 +58,9 @@ impl Harness {
     /// Only `signals` have a pipeline, each a channel of `capacity`.
     pub async fn with(extra: &str, signals: &[Signal], capacity: usize) -> Harness {
         let config = config(extra);
-        let id = "otlp/test".parse().unwrap();
+        let id = "otlp/test".parse().expect("a valid id");
         let mut receiver = OtlpReceiver::new(&config);
-        receiver.start(&id).await.unwrap();
+        receiver.start(&id).await.expect("the receiver starts");
         let addrs = receiver.local_addrs();
         let stats = Arc::new(ComponentStats::default());
         let mut output = Output::new(stats.clone());
@@ -129,7 +131,7 @@ impl Harness {
             .body(traces_request(1, 2).encode_to_vec())
             .send()
             .await
-            .unwrap();
+            .expect("the receiver answers");
         assert_eq!(resp.status(), 200);
         assert_eq!(self.next_traces().await.item_count(), 2);
     }
@@ -168,17 +170,20 @@ pub fn install_crypto() {
 
 pub fn http_client() -> reqwest::Client {
     install_crypto();
-    reqwest::Client::builder().build().unwrap()
+    reqwest::Client::builder().build().expect("an http client")
 }
 
 /// A raw HTTP/1.1 exchange on a fresh connection (`Connection: close`), for
 /// requests reqwest will not send as written. Returns the status, the head
 /// and the body.
 pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("the receiver accepts");
+    stream.write_all(request).await.expect("the request is sent");
     let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("the response arrives in time")
+        .expect("the response is read");
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("no end of head");
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("no status");
@@ -189,9 +194,9 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>
 /// `payload`) over HTTP/2; returns `grpc-status` and `grpc-message`.
 pub async fn raw_grpc(addr: SocketAddr, path: &str, payload: &[u8]) -> (String, String) {
     install_crypto();
-    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().expect("an h2 client");
     let mut body = vec![0u8];
-    body.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&u32::try_from(payload.len()).expect("a small payload").to_be_bytes());
     body.extend_from_slice(payload);
     let resp = client
         .post(format!("http://{addr}{path}"))
@@ -200,10 +205,11 @@ pub async fn raw_grpc(addr: SocketAddr, path: &str, payload: &[u8]) -> (String, 
         .body(body)
         .send()
         .await
-        .unwrap();
+        .expect("the receiver answers");
     assert_eq!(resp.status(), 200);
-    let get =
-        |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let get = |name: &str| {
+        resp.headers().get(name).map(|v| v.to_str().expect("a text header").to_string()).unwrap_or_default()
+    };
     (get("grpc-status"), get("grpc-message"))
 }
 

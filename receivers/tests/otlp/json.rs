@@ -29,7 +29,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits")).collect()
 }
 
 fn value(v: any_value::Value) -> Option<AnyValue> {

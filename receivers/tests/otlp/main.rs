@@ -28,37 +28,36 @@ const TRACE_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/E
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
+    e.write_all(data).expect("gzip into memory");
+    e.finish().expect("gzip into memory")
 }
 
 async fn post(h: &Harness, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-    http_client().post(h.http_url(path)).header("content-type", content_type).body(body).send().await.unwrap()
+    let request = http_client().post(h.http_url(path)).header("content-type", content_type).body(body);
+    request.send().await.expect("the receiver answers")
 }
 
 /// The `google.rpc.Status` of an error response, decoded per its content type.
 async fn status_of(resp: reqwest::Response) -> (u16, rpc::Status) {
     let code = resp.status().as_u16();
-    let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
-    let body = resp.bytes().await.unwrap();
+    let content_type = resp.headers()["content-type"].to_str().expect("a text content type").to_string();
+    let body = resp.bytes().await.expect("an error body");
     let status = if content_type == JSON {
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("a JSON Status");
+        let text = |v: &serde_json::Value| v.as_str().expect("a JSON string").to_string();
         rpc::Status {
-            code: i32::try_from(v["code"].as_i64().unwrap()).unwrap(),
-            message: v["message"].as_str().unwrap().to_string(),
+            code: v["code"].as_i64().and_then(|c| i32::try_from(c).ok()).expect("an integer code"),
+            message: text(&v["message"]),
             details: v["details"]
                 .as_array()
-                .unwrap()
+                .expect("a details array")
                 .iter()
-                .map(|d| rpc::Any {
-                    type_url: d["@type"].as_str().unwrap().to_string(),
-                    value: d.to_string().into_bytes(),
-                })
+                .map(|d| rpc::Any { type_url: text(&d["@type"]), value: d.to_string().into_bytes() })
                 .collect(),
         }
     } else {
         assert_eq!(content_type, PROTOBUF);
-        rpc::Status::decode(body).unwrap()
+        rpc::Status::decode(body).expect("a protobuf Status")
     };
     (code, status)
 }
