@@ -424,7 +424,8 @@ impl Receiver for OtlpReceiver {
     async fn start(&mut self, id: &ComponentId) -> Result<(), ComponentError> {
         self.bind_all().await?;
         let addrs = self.local_addrs();
-        tracing::info!(component = %id, grpc = ?addrs.grpc, http = ?addrs.http, "otlp receiver listening");
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(component = %id, grpc = %show(addrs.grpc), http = %show(addrs.http), "otlp receiver listening");
         Ok(())
     }
 
