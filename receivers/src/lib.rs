@@ -80,3 +80,27 @@ impl ReceiverConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn otlp_is_listed_parsed_and_built() {
+        assert!(TYPES.iter().any(|t| t.name == "otlp" && t.signals == Signals::ALL));
+        let node = Node::parse("auth: { bearer_token: hunter2 }\n", "t.yaml").unwrap();
+        let (config, secrets) = ReceiverConfig::parse("otlp", &node, "receivers.otlp").unwrap().unwrap();
+        assert_eq!(secrets, vec!["receivers.otlp.auth.bearer_token".to_string()]);
+        assert_eq!(config.signals(), Signals::ALL);
+        assert!(config.problems().is_empty());
+        assert_eq!(
+            config.listen_addresses(),
+            vec![
+                ("protocols.grpc.endpoint".to_string(), "127.0.0.1:4317".to_string()),
+                ("protocols.http.endpoint".to_string(), "127.0.0.1:4318".to_string()),
+            ]
+        );
+        assert!(config.build(&"otlp".parse().unwrap()).is_ok());
+        assert!(ReceiverConfig::parse("nope", &node, "receivers.nope").unwrap().is_none());
+    }
+}

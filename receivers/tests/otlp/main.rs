@@ -653,11 +653,21 @@ async fn shutdown_lets_in_flight_requests_finish_then_drops_the_output() {
             .unwrap()
             .status()
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The output counts items as received when it starts waiting for room.
+    let waiting = async {
+        while h.stats.snapshot().received < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, waiting).await.expect("the second request reached the pipeline");
     h.shutdown_token().cancel();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let addr = h.http.unwrap();
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    let refused = async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, refused).await.expect("still accepting after shutdown");
     assert_eq!(h.next_traces().await.item_count(), 1);
     assert_eq!(tokio::time::timeout(WAIT, in_flight).await.unwrap().unwrap(), 200);
     assert_eq!(h.next_traces().await.item_count(), 2);
