@@ -57,7 +57,8 @@ pub fn type_info(kind: ComponentKind, name: &str) -> Option<TypeInfo> {
     types(kind).into_iter().find(|t| t.name == name)
 }
 
-/// A receiver's config.
+/// A receiver's config. Configs are built once per load, so variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ReceiverSpec {
     Builtin(ReceiverConfig),
@@ -109,6 +110,7 @@ impl ReceiverSpec {
 }
 
 /// An exporter's own config (queue and retry are parsed by the loader).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ExporterSpec {
     Builtin(ExporterConfig),

@@ -16,10 +16,15 @@
 //! - [`blackhole`]: counts and discards (benchmarks, load tests).
 //! - [`debug`]: prints batches to stderr at three verbosities.
 //! - [`file`]: OTLP/JSON lines with size-based rotation and optional gzip.
+//! - [`otlp_grpc`], [`otlp_http`]: OTLP onward to a gateway, Collector or backend, with the
+//!   specification's retry rules; [`otlp_common`] holds what they share.
 
 pub mod blackhole;
 pub mod debug;
 pub mod file;
+pub mod otlp_common;
+pub mod otlp_grpc;
+pub mod otlp_http;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::queue::WhenFull;
@@ -45,6 +50,18 @@ pub const TYPES: &[TypeInfo] = &[
         routes: &[],
         about: "writes OTLP/JSON lines to a file, with size-based rotation and gzip",
     },
+    TypeInfo {
+        name: "otlp_grpc",
+        signals: Signals::ALL,
+        routes: &[],
+        about: "sends OTLP over gRPC to a gateway, Collector, Jaeger or Tempo, retrying per the OTLP spec",
+    },
+    TypeInfo {
+        name: "otlp_http",
+        signals: Signals::ALL,
+        routes: &[],
+        about: "sends OTLP over HTTP (protobuf or JSON) to any OTLP endpoint, retrying per the OTLP spec",
+    },
 ];
 
 /// The typed config of one exporter.
@@ -53,6 +70,8 @@ pub enum ExporterConfig {
     Blackhole(blackhole::BlackholeConfig),
     Debug(debug::DebugConfig),
     File(file::FileConfig),
+    OtlpGrpc(otlp_grpc::OtlpGrpcConfig),
+    OtlpHttp(otlp_http::OtlpHttpConfig),
 }
 
 /// A parsed config and the paths of its secret fields.
@@ -73,6 +92,8 @@ impl ExporterConfig {
             "blackhole" => typed(node, path, ExporterConfig::Blackhole),
             "debug" => typed(node, path, ExporterConfig::Debug),
             "file" => typed(node, path, ExporterConfig::File),
+            "otlp_grpc" => typed(node, path, ExporterConfig::OtlpGrpc),
+            "otlp_http" => typed(node, path, ExporterConfig::OtlpHttp),
             _ => Ok(None),
         }
     }
@@ -83,13 +104,19 @@ impl ExporterConfig {
             ExporterConfig::Blackhole(_) => Vec::new(),
             ExporterConfig::Debug(_) => Vec::new(),
             ExporterConfig::File(c) => c.problems(),
+            ExporterConfig::OtlpGrpc(c) => c.problems(),
+            ExporterConfig::OtlpHttp(c) => c.problems(),
         }
     }
 
     /// Addresses this exporter listens on (for duplicate detection).
     pub fn listen_addresses(&self) -> Vec<(String, String)> {
         match self {
-            ExporterConfig::Blackhole(_) | ExporterConfig::Debug(_) | ExporterConfig::File(_) => Vec::new(),
+            ExporterConfig::Blackhole(_)
+            | ExporterConfig::Debug(_)
+            | ExporterConfig::File(_)
+            | ExporterConfig::OtlpGrpc(_)
+            | ExporterConfig::OtlpHttp(_) => Vec::new(),
         }
     }
 
@@ -97,9 +124,11 @@ impl ExporterConfig {
     /// block, live views drop the oldest.
     pub fn default_when_full(&self) -> WhenFull {
         match self {
-            ExporterConfig::Blackhole(_) | ExporterConfig::Debug(_) | ExporterConfig::File(_) => {
-                WhenFull::Block
-            }
+            ExporterConfig::Blackhole(_)
+            | ExporterConfig::Debug(_)
+            | ExporterConfig::File(_)
+            | ExporterConfig::OtlpGrpc(_)
+            | ExporterConfig::OtlpHttp(_) => WhenFull::Block,
         }
     }
 
@@ -108,6 +137,8 @@ impl ExporterConfig {
             ExporterConfig::Blackhole(c) => Box::new(blackhole::BlackholeExporter::new(c)),
             ExporterConfig::Debug(c) => Box::new(debug::DebugExporter::new(id, c)),
             ExporterConfig::File(c) => Box::new(file::FileExporter::new(id, c)),
+            ExporterConfig::OtlpGrpc(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)),
+            ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new(id, c)),
         })
     }
 }

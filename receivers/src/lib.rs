@@ -11,24 +11,38 @@
 //! # Layout
 //!
 //! - [`otlp`]: OTLP/gRPC and OTLP/HTTP (protobuf and JSON) for traces, metrics and logs.
+//! - [`hostmetrics`]: CPU, memory, disks, filesystems, network, load, paging,
+//!   processes and cgroups, read from `/proc` and `/sys`.
 
+pub mod hostmetrics;
 pub mod otlp;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Receiver, Signals, TypeInfo};
 
 /// Every receiver type, in the order `magpie components` lists them.
-pub const TYPES: &[TypeInfo] = &[TypeInfo {
-    name: "otlp",
-    signals: Signals::ALL,
-    routes: &[],
-    about: "receives traces, metrics and logs over OTLP/gRPC and OTLP/HTTP (protobuf and JSON)",
-}];
+pub const TYPES: &[TypeInfo] = &[
+    TypeInfo {
+        name: "otlp",
+        signals: Signals::ALL,
+        routes: &[],
+        about: "receives traces, metrics and logs over OTLP/gRPC and OTLP/HTTP (protobuf and JSON)",
+    },
+    TypeInfo {
+        name: "hostmetrics",
+        signals: Signals::METRICS,
+        routes: &[],
+        about: "scrapes the host's CPU, memory, disks, filesystems, network, load, processes and cgroups from /proc",
+    },
+];
 
-/// The typed config of one receiver.
+/// The typed config of one receiver. Configs are built once per load, so
+/// variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ReceiverConfig {
     Otlp(otlp::OtlpConfig),
+    Hostmetrics(hostmetrics::HostmetricsConfig),
 }
 
 fn typed<T: serde::de::DeserializeOwned>(
@@ -48,6 +62,7 @@ impl ReceiverConfig {
     ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         match type_name {
             "otlp" => typed(node, path, ReceiverConfig::Otlp),
+            "hostmetrics" => typed(node, path, ReceiverConfig::Hostmetrics),
             _ => Ok(None),
         }
     }
@@ -57,6 +72,7 @@ impl ReceiverConfig {
     pub fn signals(&self) -> Signals {
         match self {
             ReceiverConfig::Otlp(_) => Signals::ALL,
+            ReceiverConfig::Hostmetrics(_) => Signals::METRICS,
         }
     }
 
@@ -64,6 +80,7 @@ impl ReceiverConfig {
     pub fn problems(&self) -> Vec<String> {
         match self {
             ReceiverConfig::Otlp(c) => c.problems(),
+            ReceiverConfig::Hostmetrics(c) => c.problems(),
         }
     }
 
@@ -71,12 +88,14 @@ impl ReceiverConfig {
     pub fn listen_addresses(&self) -> Vec<(String, String)> {
         match self {
             ReceiverConfig::Otlp(c) => c.listen_addresses(),
+            ReceiverConfig::Hostmetrics(_) => Vec::new(),
         }
     }
 
     pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Receiver>, ComponentError> {
         Ok(match self {
             ReceiverConfig::Otlp(c) => Box::new(otlp::OtlpReceiver::new(c)),
+            ReceiverConfig::Hostmetrics(c) => Box::new(hostmetrics::HostmetricsReceiver::new(c)),
         })
     }
 }

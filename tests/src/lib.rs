@@ -46,6 +46,10 @@ pub fn http() -> reqwest::Client {
 
 /// Sends `signal` (e.g. "HUP", "TERM") to `pid` with kill(1).
 pub fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
 }

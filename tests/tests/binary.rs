@@ -1,6 +1,8 @@
 //! The real `magpie` binary: the CLI commands, and the agent on the default
 //! config answering /healthz, /readyz and /metrics and exiting 0 on SIGTERM.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use magpie_tests::{http, magpie_bin, signal};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,7 +14,11 @@ fn repo_file(rel: &str) -> std::path::PathBuf {
 
 #[test]
 fn validate_exits_0_on_a_good_config_and_1_with_every_error() {
-    let out = Command::new(magpie_bin()).args(["validate", "--config"]).arg(repo_file("configs/default.yaml")).output().unwrap();
+    let out = Command::new(magpie_bin())
+        .args(["validate", "--config"])
+        .arg(repo_file("configs/default.yaml"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
 
@@ -34,7 +40,15 @@ fn print_config_merges_files_and_redacts_secrets() {
     let b = dir.path().join("b.yaml");
     std::fs::write(&a, "receivers: {test_source: {name: x}}\nexporters: {debug: {verbosity: basic}}\nservice:\n  pipelines:\n    traces: {receivers: [test_source], exporters: [debug]}\n").unwrap();
     std::fs::write(&b, "exporters: {debug: {verbosity: ${env:VERBOSITY}}}\n").unwrap();
-    let out = Command::new(magpie_bin()).arg("print-config").arg("-c").arg(&a).arg("-c").arg(&b).env("VERBOSITY", "detailed").output().unwrap();
+    let out = Command::new(magpie_bin())
+        .arg("print-config")
+        .arg("-c")
+        .arg(&a)
+        .arg("-c")
+        .arg(&b)
+        .env("VERBOSITY", "detailed")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("verbosity: detailed"), "{text}");
@@ -54,7 +68,11 @@ fn components_lists_every_type() {
 fn start_default(extra: &str) -> (std::process::Child, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let overrides = dir.path().join("ports.yaml");
-    std::fs::write(&overrides, format!("service:\n  telemetry:\n    metrics: {{address: \"127.0.0.1:0\"}}\n{extra}")).unwrap();
+    std::fs::write(
+        &overrides,
+        format!("service:\n  telemetry:\n    metrics: {{address: \"127.0.0.1:0\"}}\n{extra}"),
+    )
+    .unwrap();
     let mut child = Command::new(magpie_bin())
         .arg("run")
         .arg("--config")
@@ -95,11 +113,20 @@ async fn runs_the_default_config_serves_health_and_exits_0_on_sigterm() {
             assert_eq!(body["ready"], true);
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "never ready: {}", ready.text().await.unwrap_or_default());
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "never ready: {}",
+            ready.text().await.unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let metrics = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
-    for family in ["magpie_exporter_queue_capacity{", "magpie_process_resident_memory_bytes ", "magpie_process_uptime_seconds ", "magpie_component_up{"] {
+    for family in [
+        "magpie_exporter_queue_capacity{",
+        "magpie_process_resident_memory_bytes ",
+        "magpie_process_uptime_seconds ",
+        "magpie_component_up{",
+    ] {
         assert!(metrics.contains(family), "/metrics lacks {family}:\n{metrics}");
     }
     signal(child.id(), "TERM");

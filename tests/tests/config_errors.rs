@@ -1,6 +1,8 @@
 //! Every class of config error `magpie validate` reports: each names the
 //! file, line and component path, with a fix where one is obvious.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use magpie_core::config::ConfigError;
 use magpie_tests::{parse, parse_with_env};
 

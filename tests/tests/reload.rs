@@ -1,6 +1,8 @@
 //! The agent's life in process: SIGHUP-style reloads through the service's
 //! control channel, with config files on disk.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use magpie::service::{self, Control};
 use magpie_core::Batch;
 use magpie_core::otlp::testdata;

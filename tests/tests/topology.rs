@@ -1,6 +1,8 @@
 //! The topology end to end, in process: in-memory sources and capture sinks
 //! (no network), real queues, processors, retries and shutdown.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use magpie::config::AgentConfig;
 use magpie::topology::Topology;
 use magpie_core::otlp::testdata;
@@ -40,7 +42,10 @@ async fn start(yaml: &str, captures: &[&str]) -> (Rig, Vec<CaptureHandle>) {
 impl Rig {
     fn stats(&self, id: &str, kind: ComponentKind) -> StatsSnapshot {
         let e = self.telemetry.entries();
-        e.iter().find(|e| e.id.to_string() == id && e.kind == kind).map(|e| e.stats.snapshot()).unwrap_or_default()
+        e.iter()
+            .find(|e| e.id.to_string() == id && e.kind == kind)
+            .map(|e| e.stats.snapshot())
+            .unwrap_or_default()
     }
 }
 
@@ -82,7 +87,10 @@ async fn a_stalled_drop_oldest_exporter_does_not_slow_the_others() {
     slow.stall();
     let t0 = Instant::now();
     for _ in 0..200 {
-        rig.src.send(spans(1), Duration::from_secs(1)).await.expect("the pipeline never blocks on a drop_oldest exporter");
+        rig.src
+            .send(spans(1), Duration::from_secs(1))
+            .await
+            .expect("the pipeline never blocks on a drop_oldest exporter");
     }
     assert!(fast.wait_for_items(200, WAIT).await, "fast got {}", fast.items());
     assert!(t0.elapsed() < Duration::from_secs(5));

@@ -14,6 +14,7 @@
 //! - [`output`]: `Output`, the handle a receiver or connector sends batches through.
 //! - [`queue`]: the bounded per-exporter queue with `block` / `drop_oldest` policies.
 //! - [`retry`]: exponential backoff with jitter, shared by every exporter.
+//! - [`rpc`]: the `google.rpc` `Status` and `RetryInfo` messages OTLP errors carry.
 //! - [`config`]: the located YAML tree (`Node`), its strict serde deserializer, `Secret` and durations.
 //! - [`telemetry`]: per-component counters and states behind `/metrics` and `/readyz`.
 //! - [`testing`] (feature `testing`): an in-process source and a capture sink for topology tests.
@@ -26,6 +27,7 @@ pub mod otlp;
 pub mod output;
 pub mod queue;
 pub mod retry;
+pub mod rpc;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,50 +1,17 @@
-//! The `google.rpc.Status` message and the two error details OTLP uses
-//! (`RetryInfo` for throttling, `BadRequest` for bad data), written by hand
-//! because `opentelemetry-proto` does not carry the googleapis types.
+//! What a failed request is told: a `google.rpc.Status` with at most one
+//! detail, `RetryInfo` for throttling or `BadRequest` for bad data, encoded
+//! for either transport. The `Status` and `RetryInfo` messages are core's
+//! ([`magpie_core::rpc`]); `BadRequest` is defined here, the only component
+//! that sends it.
 //!
 //! OTLP/HTTP answers every 4xx and 5xx with a `Status` body, encoded as the
 //! request was (protobuf or JSON); OTLP/gRPC sends the same message in the
 //! `grpc-status-details-bin` trailer. This module only encodes; it must not
 //! depend on the HTTP or gRPC server code.
 
+use magpie_core::rpc::{self, RETRY_INFO_TYPE};
 use prost::Message;
 use std::time::Duration;
-
-/// `google.rpc.Status`.
-#[derive(Clone, PartialEq, Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
-    #[prost(message, repeated, tag = "3")]
-    pub details: Vec<ProtoAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, Message)]
-pub struct ProtoAny {
-    #[prost(string, tag = "1")]
-    pub type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, Message)]
-pub struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    pub retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, Message)]
-pub struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
 
 /// `google.rpc.BadRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -62,7 +29,6 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 pub const BAD_REQUEST_TYPE: &str = "type.googleapis.com/google.rpc.BadRequest";
 
 /// One detail attached to a status.
@@ -94,14 +60,11 @@ impl Failure {
     }
 
     /// The `google.rpc.Status` message.
-    pub fn to_proto(&self) -> RpcStatus {
+    pub fn to_proto(&self) -> rpc::Status {
         let details = match &self.detail {
             None => Vec::new(),
-            Some(Detail::RetryAfter(d)) => vec![ProtoAny {
-                type_url: RETRY_INFO_TYPE.to_string(),
-                value: RetryInfo { retry_delay: Some(proto_duration(*d)) }.encode_to_vec(),
-            }],
-            Some(Detail::BadRequest(description)) => vec![ProtoAny {
+            Some(Detail::RetryAfter(d)) => vec![rpc::retry_info(*d)],
+            Some(Detail::BadRequest(description)) => vec![rpc::Any {
                 type_url: BAD_REQUEST_TYPE.to_string(),
                 value: BadRequest {
                     field_violations: vec![FieldViolation {
@@ -112,7 +75,7 @@ impl Failure {
                 .encode_to_vec(),
             }],
         };
-        RpcStatus { code: self.code, message: self.message.clone(), details }
+        rpc::Status { code: self.code, message: self.message.clone(), details }
     }
 
     /// The status as protobuf bytes.
@@ -152,14 +115,6 @@ impl Failure {
     }
 }
 
-fn proto_duration(d: Duration) -> ProtoDuration {
-    ProtoDuration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        // Sub-second nanos are below 10^9, so they always fit.
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
-}
-
 fn json_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
@@ -176,13 +131,12 @@ mod tests {
     fn retry_info_round_trips_through_protobuf() {
         let f = Failure::new(tonic::Code::Unavailable, "pipeline is full")
             .with_detail(Detail::RetryAfter(Duration::from_secs(1)));
-        let status = RpcStatus::decode(f.encode_proto().as_slice()).unwrap();
+        let status = rpc::Status::decode(f.encode_proto().as_slice()).unwrap();
         assert_eq!(status.code, 14);
         assert_eq!(status.message, "pipeline is full");
         assert_eq!(status.details.len(), 1);
         assert_eq!(status.details[0].type_url, RETRY_INFO_TYPE);
-        let info = RetryInfo::decode(status.details[0].value.as_slice()).unwrap();
-        assert_eq!(info.retry_delay, Some(ProtoDuration { seconds: 1, nanos: 0 }));
+        assert_eq!(rpc::retry_delay(&status), Some(Duration::from_secs(1)));
     }
 
     #[test]
@@ -204,7 +158,7 @@ mod tests {
             .with_detail(Detail::RetryAfter(Duration::from_secs(3)));
         let s = f.to_tonic();
         assert_eq!(s.code(), tonic::Code::Unavailable);
-        let status = RpcStatus::decode(s.details()).unwrap();
+        let status = rpc::Status::decode(s.details()).unwrap();
         assert_eq!(status.details[0].type_url, RETRY_INFO_TYPE);
         assert!(Failure::new(tonic::Code::Unauthenticated, "no").to_tonic().details().is_empty());
     }

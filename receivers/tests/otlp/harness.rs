@@ -41,8 +41,6 @@ pub fn config(extra: &str) -> magpie_receivers::otlp::OtlpConfig {
         .expect("the config is valid")
         .expect("otlp is a receiver type");
     assert!(config.problems().is_empty(), "{:?}", config.problems());
-    // More receiver types will make this pattern refutable.
-    #[allow(irrefutable_let_patterns)]
     let ReceiverConfig::Otlp(c) = config else {
         panic!("not an otlp config");
     };
