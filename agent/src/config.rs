@@ -197,7 +197,7 @@ pub fn parse(
         return Err(vec![ConfigError::new(None, "", "no config given")]);
     };
     root.expand_env(env, "", &mut errors);
-    let mut v = Validator { errors, warnings: Vec::new(), secrets: Vec::new() };
+    let mut v = Validator { errors, warnings: Vec::new(), secrets: Vec::new(), broken: BTreeSet::new() };
     let config = v.validate(root);
     let Validator { mut errors, warnings, .. } = v;
     match config {
@@ -213,6 +213,9 @@ struct Validator {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
     secrets: Vec<String>,
+    /// Components declared with an error already reported: pipelines may
+    /// name them without a second, misleading "not declared" error.
+    broken: BTreeSet<(ComponentKind, ComponentId)>,
 }
 
 /// How each pipeline uses one component (for the usage checks).
@@ -272,7 +275,7 @@ impl Validator {
         let (pipelines, connector_uses) = self.pipelines(pipelines.as_ref(), &ids);
         self.check_connectors(&connectors, &connector_uses);
         self.check_cycles(&pipelines, &connector_uses);
-        self.check_listen_addresses(&receivers, &exporters, &telemetry);
+        self.check_listen_addresses(&root, &receivers, &exporters, &telemetry);
 
         Some(AgentConfig {
             receivers,
@@ -326,6 +329,7 @@ impl Validator {
                     None => format!("; known {kind} types: {}", known.join(", ")),
                 };
                 self.error(&key.location, &path, format!("unknown {kind} type `{}`{hint}", id.type_name()));
+                self.broken.insert((kind, id));
                 continue;
             }
             match parse(id.type_name(), value, &path) {
@@ -337,9 +341,13 @@ impl Validator {
                     out.insert(id, Declared { config, location: key.location.clone() });
                 }
                 Ok(None) => {
-                    self.error(&key.location, &path, format!("unknown {kind} type `{}`", id.type_name()))
+                    self.error(&key.location, &path, format!("unknown {kind} type `{}`", id.type_name()));
+                    self.broken.insert((kind, id));
                 }
-                Err(e) => self.errors.push(e),
+                Err(e) => {
+                    self.errors.push(e);
+                    self.broken.insert((kind, id));
+                }
             }
         }
         out
@@ -472,6 +480,9 @@ impl Validator {
             let signal = id.signal;
             let mut pipeline =
                 Pipeline { id: id.clone(), receivers: vec![], processors: vec![], exporters: vec![] };
+            // Emptiness is judged on what was written: a misspelt entry has its own error.
+            let named = |field: &str| lists.get(field).is_some_and(|l| !l.is_empty());
+            let (named_receivers, named_exporters) = (named("receivers"), named("exporters"));
             for (field, list) in lists {
                 for (cid, loc, p) in list {
                     let kind = match field {
@@ -498,14 +509,14 @@ impl Validator {
                     target.push(cid);
                 }
             }
-            if pipeline.receivers.is_empty() {
+            if !named_receivers {
                 self.error(
                     &key.location,
                     &path,
                     "pipeline has no receivers: list at least one under `receivers`",
                 );
             }
-            if pipeline.exporters.is_empty() {
+            if !named_exporters {
                 self.error(
                     &key.location,
                     &path,
@@ -598,6 +609,13 @@ impl Validator {
             ComponentKind::Receiver | ComponentKind::Exporter if ids.connectors.contains_key(id) => {
                 // Connector routes are checked once all pipelines are known.
                 return Some(ComponentKind::Connector);
+            }
+            _ if self.broken.contains(&(role, id.clone()))
+                || (role != ComponentKind::Processor
+                    && self.broken.contains(&(ComponentKind::Connector, id.clone()))) =>
+            {
+                // Its own error is already reported.
+                return None;
             }
             _ => {
                 let (candidates, sections): (Vec<String>, &str) = match role {
@@ -735,52 +753,73 @@ impl Validator {
 
     fn check_listen_addresses(
         &mut self,
+        root: &Node,
         receivers: &BTreeMap<ComponentId, Declared<ReceiverSpec>>,
         exporters: &BTreeMap<ComponentId, Declared<ExporterDecl>>,
         telemetry: &TelemetryConfig,
     ) {
+        // (path, address, where it was written; None for a default)
         let mut all: Vec<(String, String, Option<Location>)> = Vec::new();
+        let mut add = |section: &str, id: &ComponentId, fallback: &Location, suffix: String, addr: String| {
+            let keys: Vec<&str> = suffix.split('.').collect();
+            let loc = locate(root, &[&[section, &id.to_string()][..], &keys].concat())
+                .unwrap_or_else(|| fallback.clone());
+            all.push((format!("{section}.{id}.{suffix}"), addr, Some(loc)));
+        };
         for (id, d) in receivers {
             for (suffix, addr) in d.config.listen_addresses() {
-                all.push((format!("receivers.{id}.{suffix}"), addr, Some(d.location.clone())));
+                add("receivers", id, &d.location, suffix, addr);
             }
         }
         for (id, d) in exporters {
             for (suffix, addr) in d.config.spec.listen_addresses() {
-                all.push((format!("exporters.{id}.{suffix}"), addr, Some(d.location.clone())));
+                add("exporters", id, &d.location, suffix, addr);
             }
         }
         if telemetry.metrics.enabled {
+            let path = "service.telemetry.metrics.address";
+            let loc = locate(root, &["service", "telemetry", "metrics", "address"]);
             match telemetry.metrics.address.parse::<SocketAddr>() {
-                Ok(_) => all.push((
-                    "service.telemetry.metrics.address".into(),
-                    telemetry.metrics.address.clone(),
-                    None,
-                )),
+                Ok(_) => all.push((path.into(), telemetry.metrics.address.clone(), loc)),
                 Err(e) => self.errors.push(ConfigError::new(
-                    None,
-                    "service.telemetry.metrics.address",
+                    loc,
+                    path,
                     format!("`{}` is not a socket address (ip:port): {e}", telemetry.metrics.address),
                 )),
             }
         }
         let parsed: Vec<(String, SocketAddr, Option<Location>)> =
             all.into_iter().filter_map(|(p, a, l)| a.parse::<SocketAddr>().ok().map(|s| (p, s, l))).collect();
-        for (i, (p1, a1, _)) in parsed.iter().enumerate() {
+        for (i, (p1, a1, l1)) in parsed.iter().enumerate() {
             for (p2, a2, l2) in &parsed[i + 1..] {
                 let same_ip = a1.ip() == a2.ip() || a1.ip().is_unspecified() || a2.ip().is_unspecified();
                 if a1.port() != 0 && a1.port() == a2.port() && same_ip {
+                    // Point at a line the user wrote: the later listener, else the earlier.
+                    let (loc, path, addr, other, other_addr) = match (l1, l2) {
+                        (_, Some(l)) => (Some(l.clone()), p2, a2, p1, a1),
+                        (l, None) => (l.clone(), p1, a1, p2, a2),
+                    };
+                    let default = if l2.is_none() { " (its default)" } else { "" };
                     self.errors.push(ConfigError::new(
-                        l2.clone(),
-                        p2.clone(),
+                        loc,
+                        path.clone(),
                         format!(
-                            "listen address {a2} is also used by {p1} ({a1}): give each listener its own port"
+                            "listen address {addr} is also used by {other}{default} ({other_addr}): give each listener its own port"
                         ),
                     ));
                 }
             }
         }
     }
+}
+
+/// The location of the node at `keys` under `root`, if it was written.
+fn locate(root: &Node, keys: &[&str]) -> Option<Location> {
+    let mut node = root;
+    for k in keys {
+        node = node.get(k)?;
+    }
+    Some(node.location.clone())
 }
 
 fn route_list(routes: &[(Signal, Signal)]) -> String {

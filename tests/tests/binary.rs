@@ -29,8 +29,8 @@ fn validate_exits_0_on_a_good_config_and_1_with_every_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.yaml:2:3: error: receivers.otlpp: unknown receiver type `otlpp`"), "{err}");
-    assert!(err.contains("bad.yaml:4:23: error: exporters.debug.verbosity: unknown value `loud`"), "{err}");
-    assert!(err.contains("errors in the config"), "{err}");
+    assert!(err.contains("bad.yaml:4:22: error: exporters.debug.verbosity: unknown value `loud`"), "{err}");
+    assert!(err.contains("2 errors in the config"), "one error per mistake, no follow-on errors:\n{err}");
 }
 
 #[test]
@@ -81,7 +81,9 @@ fn start_default(extra: &str) -> (std::process::Child, String, tempfile::TempDir
     let overrides = dir.path().join("ports.yaml");
     std::fs::write(
         &overrides,
-        format!("service:\n  telemetry:\n    metrics: {{address: \"127.0.0.1:0\"}}\n{extra}"),
+        format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc: {{endpoint: \"127.0.0.1:0\"}}\n      http: {{endpoint: \"127.0.0.1:0\"}}\nservice:\n  telemetry:\n    metrics: {{address: \"127.0.0.1:0\"}}\n{extra}"
+        ),
     )
     .unwrap();
     let mut child = Command::new(magpie_bin())

@@ -250,3 +250,40 @@ fn merged_files_keep_their_own_locations() {
         render(&p)
     );
 }
+
+#[test]
+fn component_in_a_pipeline_of_a_signal_it_does_not_handle() {
+    check(
+        "receivers: {hostmetrics: {}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    traces:\n      receivers: [hostmetrics]\n      exporters: [debug]\n",
+        &[(
+            6,
+            &[
+                "service.pipelines.traces.receivers[0]",
+                "receiver `hostmetrics` does not handle traces (it handles: metrics)",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn duplicate_listen_addresses() {
+    check(
+        "receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: 127.0.0.1:4317}\n      http: {endpoint: 0.0.0.0:4317}\n  otlp/2:\n    protocols:\n      http: {endpoint: 127.0.0.1:8888}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp, otlp/2], exporters: [debug]}\n",
+        &[
+            (
+                5,
+                &[
+                    "receivers.otlp.protocols.http.endpoint",
+                    "listen address 0.0.0.0:4317 is also used by receivers.otlp.protocols.grpc.endpoint",
+                ],
+            ),
+            (
+                8,
+                &[
+                    "receivers.otlp/2.protocols.http.endpoint",
+                    "is also used by service.telemetry.metrics.address (its default)",
+                ],
+            ),
+        ],
+    );
+}
