@@ -18,6 +18,8 @@
 //! - [`file`]: OTLP/JSON lines with size-based rotation and optional gzip.
 //! - [`otlp_grpc`], [`otlp_http`]: OTLP onward to a gateway, Collector or backend, with the
 //!   specification's retry rules; [`otlp_common`] holds what they share.
+//! - [`postgres`]: the dashboard's PostgreSQL tables through binary `COPY`, with migrations,
+//!   daily partitions, retention, exactly-once batches and a dead-letter table.
 
 pub mod blackhole;
 pub mod debug;
@@ -25,10 +27,13 @@ pub mod file;
 pub mod otlp_common;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod postgres;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::queue::WhenFull;
+use magpie_core::retry::RetryConfig;
 use magpie_core::{ComponentError, ComponentId, Exporter, Signals, TypeInfo};
+use std::time::Duration;
 
 /// Every exporter type, in the order `magpie components` lists them.
 pub const TYPES: &[TypeInfo] = &[
@@ -62,6 +67,12 @@ pub const TYPES: &[TypeInfo] = &[
         routes: &[],
         about: "sends OTLP over HTTP (protobuf or JSON) to any OTLP endpoint, retrying per the OTLP spec",
     },
+    TypeInfo {
+        name: "postgres",
+        signals: Signals::ALL,
+        routes: &[],
+        about: "writes spans, metrics and logs into the dashboard's PostgreSQL tables with binary COPY, exactly once",
+    },
 ];
 
 /// The typed config of one exporter.
@@ -72,6 +83,7 @@ pub enum ExporterConfig {
     File(file::FileConfig),
     OtlpGrpc(otlp_grpc::OtlpGrpcConfig),
     OtlpHttp(otlp_http::OtlpHttpConfig),
+    Postgres(postgres::PostgresConfig),
 }
 
 /// A parsed config and the paths of its secret fields.
@@ -94,6 +106,7 @@ impl ExporterConfig {
             "file" => typed(node, path, ExporterConfig::File),
             "otlp_grpc" => typed(node, path, ExporterConfig::OtlpGrpc),
             "otlp_http" => typed(node, path, ExporterConfig::OtlpHttp),
+            "postgres" => typed(node, path, ExporterConfig::Postgres),
             _ => Ok(None),
         }
     }
@@ -106,6 +119,7 @@ impl ExporterConfig {
             ExporterConfig::File(c) => c.problems(),
             ExporterConfig::OtlpGrpc(c) => c.problems(),
             ExporterConfig::OtlpHttp(c) => c.problems(),
+            ExporterConfig::Postgres(c) => c.problems(),
         }
     }
 
@@ -116,7 +130,8 @@ impl ExporterConfig {
             | ExporterConfig::Debug(_)
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
-            | ExporterConfig::OtlpHttp(_) => Vec::new(),
+            | ExporterConfig::OtlpHttp(_)
+            | ExporterConfig::Postgres(_) => Vec::new(),
         }
     }
 
@@ -128,7 +143,39 @@ impl ExporterConfig {
             | ExporterConfig::Debug(_)
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
-            | ExporterConfig::OtlpHttp(_) => WhenFull::Block,
+            | ExporterConfig::OtlpHttp(_)
+            | ExporterConfig::Postgres(_) => WhenFull::Block,
+        }
+    }
+
+    /// `retry_on_failure` when the config does not say. A durable store
+    /// never gives up on a batch: it blocks (and pushes back) until the
+    /// database is back.
+    pub fn default_retry(&self) -> RetryConfig {
+        match self {
+            ExporterConfig::Postgres(_) => RetryConfig {
+                max_elapsed_time: Duration::ZERO,
+                initial_interval: Duration::from_secs(1),
+                ..Default::default()
+            },
+            ExporterConfig::Blackhole(_)
+            | ExporterConfig::Debug(_)
+            | ExporterConfig::File(_)
+            | ExporterConfig::OtlpGrpc(_)
+            | ExporterConfig::OtlpHttp(_) => RetryConfig::default(),
+        }
+    }
+
+    /// Runs the exporter's schema migrations once (`magpie migrate`); `None`
+    /// for types that have none.
+    pub async fn migrate(&self) -> Option<Result<String, ComponentError>> {
+        match self {
+            ExporterConfig::Postgres(c) => Some(postgres::migrate(c).await),
+            ExporterConfig::Blackhole(_)
+            | ExporterConfig::Debug(_)
+            | ExporterConfig::File(_)
+            | ExporterConfig::OtlpGrpc(_)
+            | ExporterConfig::OtlpHttp(_) => None,
         }
     }
 
@@ -139,6 +186,7 @@ impl ExporterConfig {
             ExporterConfig::File(c) => Box::new(file::FileExporter::new(id, c)),
             ExporterConfig::OtlpGrpc(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)),
             ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new(id, c)),
+            ExporterConfig::Postgres(c) => Box::new(postgres::PostgresExporter::new(id, c)),
         })
     }
 }
