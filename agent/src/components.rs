@@ -5,6 +5,7 @@
 
 use magpie_core::config::{ConfigError, Node};
 use magpie_core::queue::WhenFull;
+use magpie_core::retry::RetryConfig;
 use magpie_core::{
     ComponentError, ComponentId, ComponentKind, Connector, Exporter, Processor, Receiver, Signals, TypeInfo,
 };
@@ -149,6 +150,24 @@ impl ExporterSpec {
             ExporterSpec::Builtin(c) => c.default_when_full(),
             #[cfg(feature = "testing")]
             ExporterSpec::Capture(_) => WhenFull::Block,
+        }
+    }
+
+    /// `retry_on_failure` when the config does not say.
+    pub fn default_retry(&self) -> RetryConfig {
+        match self {
+            ExporterSpec::Builtin(c) => c.default_retry(),
+            #[cfg(feature = "testing")]
+            ExporterSpec::Capture(_) => RetryConfig::default(),
+        }
+    }
+
+    /// Runs the exporter's schema migrations (`magpie migrate`); `None` when it has none.
+    pub async fn migrate(&self) -> Option<Result<String, ComponentError>> {
+        match self {
+            ExporterSpec::Builtin(c) => c.migrate().await,
+            #[cfg(feature = "testing")]
+            ExporterSpec::Capture(_) => None,
         }
     }
 

@@ -876,9 +876,21 @@ fn parse_exporter(
         Some(n) => from_node::<QueueSettings>(n, &join(path, "sending_queue"))?.0,
         None => QueueSettings::default(),
     };
+    // The type's default applies to what `retry_on_failure` leaves out; only
+    // `max_elapsed_time` and `initial_interval` differ between types.
+    let type_default = spec.default_retry();
     let retry = match &retry_node {
-        Some(n) => from_node::<RetryConfig>(n, &join(path, "retry_on_failure"))?.0,
-        None => RetryConfig::default(),
+        Some(n) => {
+            let mut r = from_node::<RetryConfig>(n, &join(path, "retry_on_failure"))?.0;
+            if n.get("max_elapsed_time").is_none() {
+                r.max_elapsed_time = type_default.max_elapsed_time;
+            }
+            if n.get("initial_interval").is_none() {
+                r.initial_interval = type_default.initial_interval.min(r.max_interval);
+            }
+            r
+        }
+        None => type_default,
     };
     if queue.queue_size == 0 {
         let loc = queue_node.as_ref().map_or_else(|| node.location.clone(), |n| n.location.clone());

@@ -47,6 +47,10 @@ enum Command {
     /// List every component type with its kind, the signals it handles and
     /// what it does.
     Components,
+    /// Create or upgrade the database schema of every exporter that has one
+    /// (postgres: versioned migrations and daily partitions), then exit.
+    /// Safe to run while agents are running, and by several at once.
+    Migrate(ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,7 +66,40 @@ fn main() -> ExitCode {
             components();
             ExitCode::SUCCESS
         }
+        Some(Command::Migrate(args)) => migrate(&args),
     }
+}
+
+fn migrate(args: &ConfigArgs) -> ExitCode {
+    let Some(config) = load_or_report(args) else { return ExitCode::FAILURE };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let mut failed = 0;
+        let mut migrated = 0;
+        for (id, decl) in &config.exporters {
+            match decl.config.spec.migrate().await {
+                None => {}
+                Some(Ok(summary)) => {
+                    migrated += 1;
+                    println!("{id}: {summary}");
+                }
+                Some(Err(e)) => {
+                    failed += 1;
+                    eprintln!("error: {id}: {e}");
+                }
+            }
+        }
+        if migrated + failed == 0 {
+            println!("no exporter in the config has a schema to migrate");
+        }
+        if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    })
 }
 
 fn load_or_report(args: &ConfigArgs) -> Option<AgentConfig> {

@@ -105,10 +105,14 @@ async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {}", error_text(&e))).get(0)
 }
 
+/// A trace id (16 bytes) or span id (8 bytes) unique for each (`seed`, `i`).
 fn id_bytes(seed: u64, i: u64, len: usize) -> Vec<u8> {
+    if len == 8 {
+        return ((seed << 32) | (i & 0xffff_ffff)).to_be_bytes().to_vec();
+    }
     let mut v = seed.to_be_bytes().to_vec();
     v.extend_from_slice(&i.to_be_bytes());
-    v[16 - len..].to_vec()
+    v
 }
 
 /// `requests` chat requests, each a SERVER span, a GenAI CLIENT span and an
@@ -522,6 +526,8 @@ impl CommitCutter {
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                // Without this, Nagle's algorithm and delayed ACKs stall every small message.
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 tokio::spawn(Self::pipe(client, server, a.clone(), n.clone()));
             }
         });
@@ -546,11 +552,9 @@ impl CommitCutter {
         if cr.read_exact(&mut len).await.is_err() {
             return;
         }
-        let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
-        if cr.read_exact(&mut body).await.is_err()
-            || sw.write_all(&len).await.is_err()
-            || sw.write_all(&body).await.is_err()
-        {
+        let mut startup = len.to_vec();
+        startup.resize((u32::from_be_bytes(len) as usize).max(4), 0);
+        if cr.read_exact(&mut startup[4..]).await.is_err() || sw.write_all(&startup).await.is_err() {
             return;
         }
         loop {
@@ -568,7 +572,9 @@ impl CommitCutter {
             if cut == Some(Cut::BeforeCommitSent) {
                 break;
             }
-            if sw.write_all(&head).await.is_err() || sw.write_all(&body).await.is_err() {
+            let mut message = head.to_vec();
+            message.extend_from_slice(&body);
+            if sw.write_all(&message).await.is_err() {
                 break;
             }
             if cut == Some(Cut::AfterCommitSent) {
