@@ -266,7 +266,7 @@ pub const DASHBOARD_QUERIES: &[DashboardQuery] = &[
         index_suffix: "_metric_name_timestamp_idx",
     },
     DashboardQuery {
-        endpoint: "/api/admin/analytics/dashboard (slowest routes)",
+        endpoint: "/api/admin/analytics/dashboard (one route)",
         sql: "SELECT count(*) AS requests, avg(response_time_ms) AS avg_ms FROM {schema}.request_metrics \
               WHERE path = '/api/admin/analytics/overview'",
         index_suffix: "_path_idx",
@@ -570,6 +570,21 @@ async fn drop_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_documents_every_dashboard_query() {
+        let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let readme = norm(include_str!("../../README.md"));
+        for q in DASHBOARD_QUERIES {
+            let sql = norm(&q.sql.replace("{schema}", "enterprise"));
+            assert!(
+                readme.contains(&format!("{sql};")),
+                "README.md lacks the query of {}:\n{sql}",
+                q.endpoint
+            );
+            assert!(readme.contains(&format!("`{}`:", q.endpoint)), "README.md lacks {}", q.endpoint);
+        }
+    }
 
     #[test]
     fn schema_names_are_plain_identifiers() {

@@ -415,11 +415,12 @@ async fn run_freshness(
     let topology = magpie::topology::Topology::start(&config, &telemetry).await.unwrap();
     let handle = magpie_core::testing::source(&src);
 
-    // 100 sends per second of rate/100 spans each (one request = 6 spans).
+    // A send every 10 ms of the requests (6 spans each) due by then, so the
+    // average is `rate` spans per second.
     let tick = Duration::from_millis(10);
-    let per_tick_requests = (rate / 100 / SPANS_PER_REQUEST).max(1);
     let total_ticks = seconds * 100;
-    let sent_spans = total_ticks * per_tick_requests * SPANS_PER_REQUEST;
+    let due = |ticks: u64| ticks * rate / 100 / SPANS_PER_REQUEST;
+    let sent_spans = due(total_ticks) * SPANS_PER_REQUEST;
     let reader_url = url.to_string();
     let reader = tokio::spawn(async move {
         let db = client(&reader_url).await;
@@ -447,9 +448,13 @@ async fn run_freshness(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for i in 0..total_ticks {
         interval.tick().await;
+        let (first, requests) = (due(i), due(i + 1) - due(i));
+        if requests == 0 {
+            continue;
+        }
         // Every span is stamped with the instant it enters the agent, strictly increasing.
         let now = now_unix_nanos();
-        let mut b = batch(7, i * per_tick_requests, per_tick_requests, now);
+        let mut b = batch(7, first, requests, now);
         if let Batch::Traces(rs) = &mut b {
             for (k, s) in rs[0].scope_spans[0].spans.iter_mut().enumerate() {
                 s.start_time_unix_nano = now + k as u64 * 1_000;
@@ -478,34 +483,16 @@ fn best(runs: &[(i64, f64)]) -> (i64, f64) {
     runs.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, f64::NAN))
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let a = args();
-    let db = client(&a.url).await;
-    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")).await.unwrap();
-    magpie_exporters::postgres::migrate(&exporter_config(&a.url, ONLY_SPANS)).await.unwrap();
-    let version: String = db.query_one("SHOW server_version", &[]).await.unwrap().get(0);
-    let sync: String = db.query_one("SHOW synchronous_commit", &[]).await.unwrap().get(0);
-
-    let all = batches(1, a.requests);
-    let spans = a.requests * SPANS_PER_REQUEST;
-    println!(
-        "postgres {version} (synchronous_commit={sync}); {} requests = {spans} spans in {} batches of up to 8190 spans; best of {} rounds",
-        a.requests,
-        all.len(),
-        a.rounds
-    );
-
+async fn throughput(a: &Args, db: &tokio_postgres::Client, all: &[Arc<Batch>], spans: u64) {
     let dir = tempfile::tempdir().unwrap();
     let span_files = write_copy_files(
         &dir.path().join(""),
-        &all,
+        all,
         &TablesConfig { request_metrics: false, llm_call_metrics: false, ..Default::default() },
     );
     let typed_dir = dir.path().join("typed");
     std::fs::create_dir_all(&typed_dir).unwrap();
-    let typed_files = write_copy_files(&typed_dir, &all, &TablesConfig::default());
+    let typed_files = write_copy_files(&typed_dir, all, &TablesConfig::default());
     let file_bytes: u64 =
         span_files.iter().map(|f| std::fs::metadata(&f.1).map(|m| m.len()).unwrap_or(0)).sum();
     println!("prepared \\copy files: trace_spans {:.1} MB", file_bytes as f64 / 1e6);
@@ -513,10 +500,10 @@ async fn main() {
     let three = [Table::TraceSpans, Table::RequestMetrics, Table::LlmCallMetrics];
     let (mut copy1, mut exp1, mut copy3, mut exp3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..a.rounds {
-        copy1.push(run_psql_copy(&a.url, &db, &span_files).await);
-        exp1.push(run_exporter(&a.url, &db, ONLY_SPANS, &all, &[Table::TraceSpans]).await);
-        copy3.push(run_psql_copy(&a.url, &db, &typed_files).await);
-        exp3.push(run_exporter(&a.url, &db, SPAN_TABLES, &all, &three).await);
+        copy1.push(run_psql_copy(&a.url, db, &span_files).await);
+        exp1.push(run_exporter(&a.url, db, ONLY_SPANS, all, &[Table::TraceSpans]).await);
+        copy3.push(run_psql_copy(&a.url, db, &typed_files).await);
+        exp3.push(run_exporter(&a.url, db, SPAN_TABLES, all, &three).await);
         eprintln!(
             "round {}: copy {:.2}s, exporter {:.2}s, copy x3 {:.2}s, exporter x3 {:.2}s",
             round + 1,
@@ -526,7 +513,7 @@ async fn main() {
             exp3[round as usize].1
         );
     }
-    let ins = run_row_by_row(&db, &all, a.insert_rows).await;
+    let ins = run_row_by_row(db, all, a.insert_rows).await;
 
     let rate = |(rows, secs): (i64, f64)| rows as f64 / secs;
     let (c1, e1, c3, e3) = (best(&copy1), best(&exp1), best(&copy3), best(&exp3));
@@ -572,6 +559,30 @@ async fn main() {
         100.0 * rate(e3) / rate(c3),
         spans as f64 / e3.1
     );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let a = args();
+    let db = client(&a.url).await;
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")).await.unwrap();
+    magpie_exporters::postgres::migrate(&exporter_config(&a.url, ONLY_SPANS)).await.unwrap();
+    let version: String = db.query_one("SHOW server_version", &[]).await.unwrap().get(0);
+    let sync: String = db.query_one("SHOW synchronous_commit", &[]).await.unwrap().get(0);
+
+    let all = batches(1, a.requests);
+    let spans = a.requests * SPANS_PER_REQUEST;
+    println!(
+        "postgres {version} (synchronous_commit={sync}); {} requests = {spans} spans in {} batches of up to 8190 spans; best of {} rounds",
+        a.requests,
+        all.len(),
+        a.rounds
+    );
+
+    if a.rounds > 0 {
+        throughput(&a, &db, &all, spans).await;
+    }
 
     if a.seconds > 0 {
         let mut lat = run_freshness(&a.url, &db, a.rate, a.seconds, &a.batch_timeout).await;
