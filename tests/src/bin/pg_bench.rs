@@ -479,8 +479,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn best(runs: &[(i64, f64)]) -> (i64, f64) {
-    runs.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, f64::NAN))
+/// The median round (by time) of a measurement.
+fn median(runs: &[(i64, f64)]) -> (i64, f64) {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.1.total_cmp(&b.1));
+    sorted.get(sorted.len() / 2).copied().unwrap_or((0, f64::NAN))
+}
+
+/// `min–max rows/s` over the rounds.
+fn range(runs: &[(i64, f64)]) -> String {
+    let rates: Vec<f64> = runs.iter().map(|(n, s)| *n as f64 / s).collect();
+    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rates.iter().copied().fold(0.0, f64::max);
+    format!("{lo:.0}–{hi:.0}")
 }
 
 async fn throughput(a: &Args, db: &tokio_postgres::Client, all: &[Arc<Batch>], spans: u64) {
@@ -516,26 +527,20 @@ async fn throughput(a: &Args, db: &tokio_postgres::Client, all: &[Arc<Batch>], s
     let ins = run_row_by_row(db, all, a.insert_rows).await;
 
     let rate = |(rows, secs): (i64, f64)| rows as f64 / secs;
-    let (c1, e1, c3, e3) = (best(&copy1), best(&exp1), best(&copy3), best(&exp3));
+    let (c1, e1, c3, e3) = (median(&copy1), median(&exp1), median(&copy3), median(&exp3));
     assert_eq!(c1.0, e1.0, "the exporter and \\copy wrote the same rows into trace_spans");
     assert_eq!(c3.0, e3.0, "the exporter and \\copy wrote the same rows into the three tables");
+    let line = |what: &str, (rows, secs): (i64, f64), rounds: &str| {
+        println!("{what:<52} {rows:>10} {secs:>9.2} {:>12.0} {rounds:>15}", rows as f64 / secs);
+    };
     println!();
-    println!("{:<52} {:>10} {:>9} {:>12}", "into trace_spans", "rows", "seconds", "rows/s");
     println!(
-        "{:<52} {:>10} {:>9.2} {:>12.0}",
-        "psql \\copy of the prepared file (ceiling)",
-        c1.0,
-        c1.1,
-        rate(c1)
+        "{:<52} {:>10} {:>9} {:>12} {:>15}",
+        "into trace_spans", "rows", "seconds", "rows/s", "rows/s range"
     );
-    println!(
-        "{:<52} {:>10} {:>9.2} {:>12.0}",
-        "postgres exporter (map + encode + COPY per batch)",
-        e1.0,
-        e1.1,
-        rate(e1)
-    );
-    println!("{:<52} {:>10} {:>9.2} {:>12.0}", "one INSERT per row, autocommit", ins.0, ins.1, rate(ins));
+    line("psql \\copy of the prepared file (ceiling)", c1, &range(&copy1));
+    line("postgres exporter (map + encode + COPY per batch)", e1, &range(&exp1));
+    line("one INSERT per row, autocommit (one run)", ins, "");
     println!(
         "exporter = {:.1}% of the \\copy ceiling, {:.0}x the row-by-row rate",
         100.0 * rate(e1) / rate(c1),
@@ -543,17 +548,11 @@ async fn throughput(a: &Args, db: &tokio_postgres::Client, all: &[Arc<Batch>], s
     );
     println!();
     println!(
-        "{:<52} {:>10} {:>9} {:>12}",
-        "into trace_spans + request_metrics + llm_call_metrics", "rows", "seconds", "rows/s"
+        "{:<52} {:>10} {:>9} {:>12} {:>15}",
+        "into trace_spans + request_metrics + llm_call_metrics", "rows", "seconds", "rows/s", "rows/s range"
     );
-    println!(
-        "{:<52} {:>10} {:>9.2} {:>12.0}",
-        "psql \\copy of the prepared files (ceiling)",
-        c3.0,
-        c3.1,
-        rate(c3)
-    );
-    println!("{:<52} {:>10} {:>9.2} {:>12.0}", "postgres exporter", e3.0, e3.1, rate(e3));
+    line("psql \\copy of the prepared files (ceiling)", c3, &range(&copy3));
+    line("postgres exporter", e3, &range(&exp3));
     println!(
         "exporter = {:.1}% of the \\copy ceiling ({:.0} spans/s)",
         100.0 * rate(e3) / rate(c3),
@@ -574,7 +573,7 @@ async fn main() {
     let all = batches(1, a.requests);
     let spans = a.requests * SPANS_PER_REQUEST;
     println!(
-        "postgres {version} (synchronous_commit={sync}); {} requests = {spans} spans in {} batches of up to 8190 spans; best of {} rounds",
+        "postgres {version} (synchronous_commit={sync}); {} requests = {spans} spans in {} batches of up to 8190 spans; median of {} interleaved rounds",
         a.requests,
         all.len(),
         a.rounds
