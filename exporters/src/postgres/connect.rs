@@ -127,15 +127,18 @@ pub fn parse_dsn(dsn: &str) -> Result<Dsn, String> {
     };
     let config: tokio_postgres::Config = rest
         .parse()
-        .map_err(|e: tokio_postgres::Error| format!("invalid dsn: {}", redact_error(&e.to_string())))?;
+        .map_err(|e: tokio_postgres::Error| match std::error::Error::source(&e) {
+            Some(cause) => redact_error(&cause.to_string()),
+            None => redact_error(&e.to_string()),
+        })?;
     if config.get_hosts().is_empty() {
-        return Err("invalid dsn: it names no host".to_string());
+        return Err("it names no host".to_string());
     }
     Ok(Dsn { config, sslmode, sslrootcert })
 }
 
-/// tokio-postgres' parse errors name the option, never its value; keep only
-/// the first line to be sure nothing else is echoed.
+/// tokio-postgres' parse errors name the option, never its value; only the
+/// first line is kept, to be sure nothing else is echoed.
 fn redact_error(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
 }
@@ -184,7 +187,7 @@ fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {
             chars.next();
         }
         if chars.next() != Some('=') {
-            return Err(format!("invalid dsn: `{key}` has no `=` and a value"));
+            return Err(format!("`{key}` has no `=` and a value"));
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
@@ -194,7 +197,7 @@ fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {
             chars.next();
             loop {
                 match chars.next() {
-                    None => return Err(format!("invalid dsn: unterminated quote in the value of `{key}`")),
+                    None => return Err(format!("unterminated quote in the value of `{key}`")),
                     Some('\'') => break,
                     Some('\\') => {
                         if let Some(c) = chars.next() {
@@ -250,7 +253,7 @@ impl Connector {
     /// Builds the connector for `dsn` with `tls`, `connect_timeout` and a
     /// default `application_name` of `magpie`.
     pub fn new(dsn: &str, tls: &TlsConfig, connect_timeout: Duration) -> Result<Connector, PgError> {
-        let parsed = parse_dsn(dsn).map_err(PgError::Config)?;
+        let parsed = parse_dsn(dsn).map_err(|e| PgError::Config(format!("dsn: {e}")))?;
         let (mode, ca) = effective_tls(tls, &parsed);
         let mut config = parsed.config;
         config.connect_timeout(connect_timeout);
@@ -500,7 +503,7 @@ mod tests {
     fn bad_dsns_are_reported_without_their_secrets() {
         for (dsn, fragment) in [
             ("postgres://u:hunter2@db/app?sslmode=sometimes", "sslmode `sometimes`"),
-            ("host=db password=hunter2 bogus=1", "invalid dsn"),
+            ("host=db password=hunter2 bogus=1", "unknown option `bogus`"),
             ("host=db password='hunter2", "unterminated quote"),
             ("dbname=x password=hunter2", "names no host"),
         ] {
