@@ -125,9 +125,8 @@ pub fn parse_dsn(dsn: &str) -> Result<Dsn, String> {
         }
         kept.join(" ")
     };
-    let config: tokio_postgres::Config = rest
-        .parse()
-        .map_err(|e: tokio_postgres::Error| match std::error::Error::source(&e) {
+    let config: tokio_postgres::Config =
+        rest.parse().map_err(|e: tokio_postgres::Error| match std::error::Error::source(&e) {
             Some(cause) => redact_error(&cause.to_string()),
             None => redact_error(&e.to_string()),
         })?;

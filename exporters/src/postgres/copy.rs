@@ -347,6 +347,30 @@ impl Encoded {
     pub fn byte_len(&self) -> usize {
         self.data.len()
     }
+
+    /// Joins parts of one batch into one encoding per table, in table order;
+    /// each table's rows stay in the order of the parts.
+    pub fn merge(parts: Vec<Encoded>) -> Vec<Encoded> {
+        let mut out: Vec<Encoded> = Vec::new();
+        for t in Table::ALL {
+            let mut of_table = parts.iter().filter(|p| p.table == t).peekable();
+            let Some(first) = of_table.next() else { continue };
+            if of_table.peek().is_none() {
+                out.push(first.clone());
+                continue;
+            }
+            let mut data = BytesMut::from(&first.data[..]);
+            let mut offsets = first.offsets.clone();
+            for p in of_table {
+                offsets.pop();
+                let base = data.len();
+                offsets.extend(p.offsets.iter().map(|o| o + base));
+                data.extend_from_slice(&p.data);
+            }
+            out.push(Encoded { table: t, data: data.freeze(), offsets });
+        }
+        out
+    }
 }
 
 /// Encodes `rows` of one table.
@@ -620,6 +644,22 @@ mod tests {
         assert_eq!(j["timestamp"], "1970-01-01T00:00:00.000000Z");
         assert_eq!(j["metadata"]["k"], "a\u{fffd}");
         assert_eq!(j["metric_value"], 1.0);
+    }
+
+    #[test]
+    fn parts_merge_into_one_encoding_per_table() {
+        let row = |name: &'static str| Sample { name, n: None, at: 0, ip: None, cost: 0.0, doc: "{}" };
+        let a = encode(&[row("a"), row("bb")]);
+        let b = encode(&[row("ccc")]);
+        let whole = encode(&[row("a"), row("bb"), row("ccc")]);
+        let merged = Encoded::merge(vec![a, b]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].len(), 3);
+        for i in 0..3 {
+            assert_eq!(merged[0].rows(i..i + 1), whole.rows(i..i + 1), "row {i}");
+        }
+        assert_eq!(merged[0].rows(0..3), whole.rows(0..3));
+        assert!(Encoded::merge(Vec::new()).is_empty());
     }
 
     #[test]

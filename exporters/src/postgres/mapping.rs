@@ -22,6 +22,7 @@ use magpie_core::proto::trace::v1::{ResourceSpans, Span, span::SpanKind, status:
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// `mapping:`: the attribute names read for the columns that have no single
@@ -348,6 +349,15 @@ impl Rows {
         all.into_iter().flatten().collect()
     }
 
+    /// Adds `other`'s rows after these.
+    pub fn append(&mut self, mut other: Rows) {
+        self.spans.append(&mut other.spans);
+        self.requests.append(&mut other.requests);
+        self.llm_calls.append(&mut other.llm_calls);
+        self.metrics.append(&mut other.metrics);
+        self.logs.append(&mut other.logs);
+    }
+
     /// Row `index` of `table` as JSON, for the dead-letter table.
     pub fn row_json(&self, table: Table, index: usize) -> Option<serde_json::Value> {
         use super::copy::row_json;
@@ -364,9 +374,23 @@ impl Rows {
 /// Maps a batch to rows of the enabled tables. `now` (Unix nanoseconds)
 /// stands in for a data point or log record without a timestamp.
 pub fn map_batch(batch: &Batch, m: &MappingConfig, tables: &TablesConfig, now: u64) -> Rows {
+    map_batch_part(batch, m, tables, now, 0..usize::MAX)
+}
+
+/// Maps the spans of a batch whose position (in batch order) is in `spans`;
+/// metrics and logs are mapped whole. Consecutive ranges give the rows of
+/// [`map_batch`] in the same order, so a batch can be mapped in parts while
+/// earlier parts are being written.
+pub fn map_batch_part(
+    batch: &Batch,
+    m: &MappingConfig,
+    tables: &TablesConfig,
+    now: u64,
+    spans: Range<usize>,
+) -> Rows {
     let mut rows = Rows::default();
     match batch {
-        Batch::Traces(rs) => map_spans(rs, m, tables, &mut rows),
+        Batch::Traces(rs) => map_spans(rs, m, tables, &mut rows, spans),
         Batch::Metrics(rm) if tables.system_metrics => map_metrics(rm, now, &mut rows),
         Batch::Logs(rl) if tables.log_records => map_logs(rl, now, &mut rows),
         _ => {}
@@ -473,13 +497,23 @@ fn is_genai(attrs: &[KeyValue]) -> bool {
         || attr(attrs, semconv::GENAI_OPERATION).is_some()
 }
 
-fn map_spans(rs: &[ResourceSpans], m: &MappingConfig, t: &TablesConfig, rows: &mut Rows) {
+fn map_spans(rs: &[ResourceSpans], m: &MappingConfig, t: &TablesConfig, rows: &mut Rows, part: Range<usize>) {
+    let mut at = 0usize;
     for r in rs {
+        let in_resource: usize = r.scope_spans.iter().map(|ss| ss.spans.len()).sum();
+        if at + in_resource <= part.start || at >= part.end {
+            at += in_resource;
+            continue;
+        }
         let res_attrs: &[KeyValue] = r.resource.as_ref().map_or(&[], |r| &r.attributes);
         let resource: Arc<str> = json::attrs(res_attrs).into();
         let service: Option<Arc<str>> = string_attr(res_attrs, semconv::SERVICE_NAME).map(Into::into);
         for ss in &r.scope_spans {
-            for span in &ss.spans {
+            let first = at;
+            at += ss.spans.len();
+            let (from, to) =
+                (part.start.saturating_sub(first), part.end.saturating_sub(first).min(ss.spans.len()));
+            for span in ss.spans.get(from..to).unwrap_or_default() {
                 let trace_id = fit(&hex(&span.trace_id), 32);
                 let span_id = fit(&hex(&span.span_id), 16);
                 let duration_ms =
@@ -1373,6 +1407,50 @@ mod tests {
             0
         );
         assert_eq!(map_batch(&Batch::Logs(magpie_core::otlp::testdata::logs(1, 3)), &m, &off, 0).total(), 0);
+    }
+
+    #[test]
+    fn mapping_in_parts_gives_the_rows_of_the_whole() {
+        let batch = Batch::Traces(
+            [
+                traces(
+                    vec![kv_str("service.name", "a")],
+                    (0..5)
+                        .map(|_| {
+                            span(
+                                SpanKind::Server,
+                                vec![kv_str("http.method", "GET"), kv_str("gen_ai.system", "xai")],
+                            )
+                        })
+                        .collect(),
+                ),
+                traces(
+                    vec![kv_str("service.name", "b")],
+                    (0..4).map(|_| span(SpanKind::Internal, vec![])).collect(),
+                ),
+            ]
+            .into_iter()
+            .flat_map(|b| match b {
+                Batch::Traces(rs) => rs,
+                _ => Vec::new(),
+            })
+            .collect(),
+        );
+        let whole = map(&batch);
+        assert_eq!((whole.spans.len(), whole.requests.len(), whole.llm_calls.len()), (9, 5, 5));
+        for chunk in [1, 2, 4, 5, 8, 9, 100] {
+            let mut parts = Rows::default();
+            for start in (0..9).step_by(chunk) {
+                parts.append(map_batch_part(
+                    &batch,
+                    &MappingConfig::default(),
+                    &TablesConfig::default(),
+                    42,
+                    start..start + chunk,
+                ));
+            }
+            assert_eq!(parts, whole, "chunks of {chunk}");
+        }
     }
 
     #[test]

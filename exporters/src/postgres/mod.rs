@@ -289,6 +289,44 @@ pub enum Written {
     AlreadyCommitted,
 }
 
+/// Spans mapped and encoded per part: while one part is streamed into
+/// `COPY`, the next is being prepared on a blocking thread.
+pub const PART_SPANS: usize = 1024;
+
+/// One part of a batch: its rows, and their `COPY` encoding per table;
+/// `None` after the last part, so a producer that stopped early is told
+/// apart from one that finished.
+pub type Part = Option<(Rows, Vec<Encoded>)>;
+
+/// Maps and encodes `batch` in parts of [`PART_SPANS`] spans (metrics and
+/// logs in one part), sending each into `parts`, then `None`; stops early
+/// when the receiver is gone. Runs on a blocking thread.
+pub fn produce_parts(
+    batch: &Batch,
+    mapping: &MappingConfig,
+    tables: &TablesConfig,
+    parts: &tokio::sync::mpsc::Sender<Part>,
+) {
+    let now = now_unix_nanos();
+    let spans = match batch {
+        Batch::Traces(rs) => magpie_core::batch::span_count(rs),
+        _ => 0,
+    };
+    let mut start = 0;
+    loop {
+        let rows = mapping::map_batch_part(batch, mapping, tables, now, start..start + PART_SPANS);
+        let encoded = rows.encode();
+        if parts.blocking_send(Some((rows, encoded))).is_err() {
+            return;
+        }
+        start += PART_SPANS;
+        if start >= spans {
+            let _ = parts.blocking_send(None);
+            return;
+        }
+    }
+}
+
 /// The export path, separate from the agent's trait so benchmarks and tests
 /// can drive it directly.
 pub struct Writer {
@@ -311,15 +349,15 @@ impl Writer {
         self.statements.iter().find(|(x, _)| *x == t).map_or("", |(_, s)| s.as_str())
     }
 
-    /// Writes one batch's rows in one transaction, under `batch_id`, within the timeout.
+    /// Writes one batch, arriving in parts, in one transaction under
+    /// `batch_id`, within the timeout.
     pub async fn write(
         &self,
         batch_id: u128,
         items: usize,
-        rows: &Rows,
-        encoded: &[Encoded],
+        parts: tokio::sync::mpsc::Receiver<Part>,
     ) -> Result<Written, PgError> {
-        match tokio::time::timeout(self.timeout, self.write_inner(batch_id, items, rows, encoded)).await {
+        match tokio::time::timeout(self.timeout, self.write_inner(batch_id, items, parts)).await {
             Ok(r) => r,
             Err(_) => Err(PgError::Timeout { target: self.target.clone(), after: self.timeout }),
         }
@@ -327,15 +365,9 @@ impl Writer {
 
     /// `BEGIN` and the batch's ledger row in one round trip; false when the
     /// batch id is already there (an earlier attempt committed).
-    async fn begin(
-        &self,
-        c: &tokio_postgres::Client,
-        batch_id: u128,
-        items: usize,
-        rows: usize,
-    ) -> Result<bool, PgError> {
+    async fn begin(&self, c: &tokio_postgres::Client, batch_id: u128, items: usize) -> Result<bool, PgError> {
         let sql = format!(
-            "BEGIN; INSERT INTO {}.magpie_batches (batch_id, items, rows) VALUES ('{batch_id:032x}', {items}, {rows}) ON CONFLICT (batch_id) DO NOTHING",
+            "BEGIN; INSERT INTO {}.magpie_batches (batch_id, items) VALUES ('{batch_id:032x}', {items}) ON CONFLICT (batch_id) DO NOTHING",
             self.quoted
         );
         let msgs = c.simple_query(&sql).await.map_err(PgError::db("starting the batch transaction"))?;
@@ -349,34 +381,97 @@ impl Writer {
         Ok(inserted == Some(1))
     }
 
+    fn copy_error(&self, table: Table, e: tokio_postgres::Error) -> PgError {
+        PgError::Db { context: format!("copying into {}.{}", self.schema, table.name()), source: e }
+    }
+
     async fn write_inner(
         &self,
         batch_id: u128,
         items: usize,
-        rows: &Rows,
-        encoded: &[Encoded],
+        mut parts: tokio::sync::mpsc::Receiver<Part>,
     ) -> Result<Written, PgError> {
-        let total: usize = encoded.iter().map(Encoded::len).sum();
-        let mut conn = checkout(&self.pool, &self.target).await?;
-        let c = conn.client();
-        if !self.begin(c, batch_id, items, total).await? {
-            c.batch_execute("ROLLBACK").await.map_err(PgError::db("rolling back"))?;
-            conn.release();
-            return Ok(Written::AlreadyCommitted);
-        }
+        use futures_util::SinkExt;
+        type SpanSink = std::pin::Pin<Box<tokio_postgres::CopyInSink<bytes::Bytes>>>;
+        let mut conn: Option<Conn> = None;
+        let mut spans_sink: Option<SpanSink> = None;
+        let mut rows = Rows::default();
+        let mut encoded = Vec::new();
         let mut refused = false;
-        for enc in encoded {
-            match copy_rows(c, self.statement(enc.table), enc, 0..enc.len()).await {
-                Ok(_) => {}
-                Err(e) if is_row_error(&e) => {
-                    refused = true;
-                    break;
+        // Fast path: stream `trace_spans` as its parts arrive; the smaller tables follow.
+        loop {
+            let (part_rows, part_encoded) = match parts.recv().await {
+                Some(Some(part)) => part,
+                Some(None) => break,
+                // The producer stopped before the last part: never commit half a batch.
+                None => return Err(PgError::Config("mapping the batch stopped before its end".to_string())),
+            };
+            if conn.is_none() && !part_encoded.is_empty() {
+                let mut c = checkout(&self.pool, &self.target).await?;
+                if !self.begin(c.client(), batch_id, items).await? {
+                    c.client().batch_execute("ROLLBACK").await.map_err(PgError::db("rolling back"))?;
+                    c.release();
+                    return Ok(Written::AlreadyCommitted);
                 }
-                Err(e) => {
-                    return Err(PgError::Db {
-                        context: format!("copying into {}.{}", self.schema, enc.table.name()),
-                        source: e,
-                    });
+                conn = Some(c);
+            }
+            if let Some(c) = conn.as_mut() {
+                for enc in part_encoded.iter().filter(|e| e.table == Table::TraceSpans) {
+                    if refused {
+                        break;
+                    }
+                    if spans_sink.is_none() {
+                        let sink = c
+                            .client()
+                            .copy_in::<_, bytes::Bytes>(self.statement(Table::TraceSpans))
+                            .await
+                            .map_err(|e| self.copy_error(Table::TraceSpans, e))?;
+                        let mut sink = Box::pin(sink);
+                        sink.feed(bytes::Bytes::from_static(copy::HEADER))
+                            .await
+                            .map_err(|e| self.copy_error(Table::TraceSpans, e))?;
+                        spans_sink = Some(sink);
+                    }
+                    if let Some(sink) = spans_sink.as_mut() {
+                        match sink.feed(enc.rows(0..enc.len())).await {
+                            Ok(()) => {}
+                            Err(e) if is_row_error(&e) => refused = true,
+                            Err(e) => return Err(self.copy_error(Table::TraceSpans, e)),
+                        }
+                    }
+                }
+            }
+            rows.append(part_rows);
+            encoded.extend(part_encoded);
+        }
+        let Some(mut conn) = conn else {
+            return Ok(Written::Committed { rows: 0, dead_letters: Vec::new(), lost: 0 });
+        };
+        let c = conn.client();
+        if let Some(mut sink) = spans_sink.take()
+            && !refused
+        {
+            let finished = match sink.feed(bytes::Bytes::from_static(copy::TRAILER)).await {
+                Ok(()) => sink.as_mut().finish().await,
+                Err(e) => Err(e),
+            };
+            match finished {
+                Ok(_) => {}
+                Err(e) if is_row_error(&e) => refused = true,
+                Err(e) => return Err(self.copy_error(Table::TraceSpans, e)),
+            }
+        }
+        let encoded = Encoded::merge(encoded);
+        let total: usize = encoded.iter().map(Encoded::len).sum();
+        if !refused {
+            for enc in encoded.iter().filter(|e| e.table != Table::TraceSpans) {
+                match copy_rows(c, self.statement(enc.table), enc, 0..enc.len()).await {
+                    Ok(_) => {}
+                    Err(e) if is_row_error(&e) => {
+                        refused = true;
+                        break;
+                    }
+                    Err(e) => return Err(self.copy_error(enc.table, e)),
                 }
             }
         }
@@ -387,13 +482,13 @@ impl Writer {
         }
         // A row was refused: write the batch again, isolating the refused rows.
         c.batch_execute("ROLLBACK").await.map_err(PgError::db("rolling back"))?;
-        if !self.begin(c, batch_id, items, total).await? {
+        if !self.begin(c, batch_id, items).await? {
             c.batch_execute("ROLLBACK").await.map_err(PgError::db("rolling back"))?;
             conn.release();
             return Ok(Written::AlreadyCommitted);
         }
         let mut rejected = Vec::new();
-        for enc in encoded {
+        for enc in &encoded {
             rejected.extend(copy_isolating(c, &self.quoted, enc).await?);
         }
         let mut lost = 0;
@@ -566,17 +661,16 @@ impl Exporter for PostgresExporter {
             }
         }
         let items = batch.item_count();
-        let config = self.config.clone();
-        let b = batch.clone();
-        let (rows, encoded) =
-            tokio::task::spawn_blocking(move || prepare_rows(&b, &config.mapping, &config.tables))
-                .await
-                .map_err(|e| ExportError::permanent(format!("mapping the batch failed: {e}")))?;
-        if encoded.is_empty() {
-            self.current = None;
-            return Ok(());
+        let (tx, rx) = tokio::sync::mpsc::channel::<Part>(2);
+        let (config, b) = (self.config.clone(), batch.clone());
+        let producer =
+            tokio::task::spawn_blocking(move || produce_parts(&b, &config.mapping, &config.tables, &tx));
+        let written = writer.write(batch_id, items, rx).await;
+        // The producer stops at its next part once the receiver is gone.
+        if let Err(e) = producer.await {
+            return Err(ExportError::permanent(format!("mapping the batch failed: {e}")));
         }
-        match writer.write(batch_id, items, &rows, &encoded).await {
+        match written {
             Ok(Written::AlreadyCommitted) => {
                 self.current = None;
                 tracing::info!(component = %self.id, batch_id = %format!("{batch_id:032x}"), items, "batch was already committed by an earlier attempt; not writing it again");

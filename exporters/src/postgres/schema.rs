@@ -196,8 +196,7 @@ const V3_BATCHES_AND_DEAD_LETTERS: &str = r#"
 CREATE TABLE IF NOT EXISTS {schema}.magpie_batches (
     batch_id UUID PRIMARY KEY,
     committed_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
-    items INTEGER NOT NULL,
-    rows INTEGER NOT NULL
+    items INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_magpie_batches_committed_at ON {schema}.magpie_batches(committed_at);
 

@@ -457,10 +457,12 @@ async fn a_hand_made_unpartitioned_seed_schema_is_adopted() {
 async fn refused_rows_are_kept_in_dead_letter_and_the_rest_is_written() {
     let s = TestSchema::new();
     let mut e = started(&s.config("")).await;
-    let Batch::Traces(mut rs) = chat_batch(3, 10) else { unreachable!() };
+    // 1200 spans: written in two parts, the second refused row in the second part.
+    let Batch::Traces(mut rs) = chat_batch(3, 400) else { unreachable!() };
     // A NUL in a span name (TEXT refuses it) and in an attribute (JSONB refuses it).
     rs[0].scope_spans[0].spans[2].name = "rag\0search".into();
-    rs[0].scope_spans[0].spans[5].attributes.push(kv_str("bad", "x\0y"));
+    rs[0].scope_spans[0].spans[1105].attributes.push(kv_str("bad", "x\0y"));
+    let poisoned_id = magpie_core::otlp::hex(&rs[0].scope_spans[0].spans[1105].span_id);
     let err = e.export(Arc::new(Batch::Traces(rs))).await.expect_err("two rows refused");
     match err {
         ExportError::Partial { rejected, message } => {
@@ -471,9 +473,9 @@ async fn refused_rows_are_kept_in_dead_letter_and_the_rest_is_written() {
     }
     let db = admin().await;
     let q = s.q();
-    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.trace_spans")).await, 28);
-    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.request_metrics")).await, 10);
-    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.llm_call_metrics")).await, 10);
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.trace_spans")).await, 1198);
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.request_metrics")).await, 400);
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.llm_call_metrics")).await, 400);
     let dead = db
         .query(&format!("SELECT table_name, row_data, sqlstate, error FROM {q}.dead_letter ORDER BY id"), &[])
         .await
@@ -485,6 +487,7 @@ async fn refused_rows_are_kept_in_dead_letter_and_the_rest_is_written() {
     assert_eq!(dead[0].get::<_, Option<String>>(2).as_deref(), Some("22021"));
     let row: serde_json::Value = dead[1].get(1);
     assert_eq!(row["tags"]["bad"], "x\u{fffd}y");
+    assert_eq!(row["span_id"], poisoned_id.as_str(), "the kept row is the refused one");
     assert!(dead[1].get::<_, String>(3).contains("Unicode"), "{}", dead[1].get::<_, String>(3));
 }
 

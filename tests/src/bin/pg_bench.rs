@@ -507,6 +507,15 @@ async fn throughput(a: &Args, db: &tokio_postgres::Client, all: &[Arc<Batch>], s
     let file_bytes: u64 =
         span_files.iter().map(|f| std::fs::metadata(&f.1).map(|m| m.len()).unwrap_or(0)).sum();
     println!("prepared \\copy files: trace_spans {:.1} MB", file_bytes as f64 / 1e6);
+    let t0 = Instant::now();
+    for b in all {
+        std::hint::black_box(prepare_rows(b, &MappingConfig::default(), &TablesConfig::default()));
+    }
+    let cpu = t0.elapsed().as_secs_f64();
+    println!(
+        "client side alone (map + encode, three tables, one thread): {cpu:.2}s = {:.0} spans/s",
+        spans as f64 / cpu
+    );
 
     let three = [Table::TraceSpans, Table::RequestMetrics, Table::LlmCallMetrics];
     let (mut copy1, mut exp1, mut copy3, mut exp3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
