@@ -4,7 +4,9 @@
 //! schema by default).
 //!
 //! Each batch is one transaction: the batch's id goes into `magpie_batches`
-//! first, then one binary `COPY` per table. When a commit's outcome is
+//! first, then one binary `COPY` per table; `trace_spans` is streamed part
+//! by part while the next part is mapped on a blocking thread, so mapping
+//! overlaps the database's work. When a commit's outcome is
 //! unknown (the connection dropped during `COMMIT`) the agent offers the same
 //! batch again and the id, already present, says it was written: nothing is
 //! written twice. When the database refuses a row, the batch is rolled back
@@ -330,6 +332,7 @@ pub fn produce_parts(
 /// The export path, separate from the agent's trait so benchmarks and tests
 /// can drive it directly.
 pub struct Writer {
+    id: ComponentId,
     pool: Pool,
     target: String,
     schema: String,
@@ -339,10 +342,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(pool: Pool, target: String, schema: &str, timeout: Duration) -> Writer {
+    pub fn new(id: &ComponentId, pool: Pool, target: String, schema: &str, timeout: Duration) -> Writer {
         let quoted = schema::quoted(schema);
         let statements = Table::ALL.iter().map(|t| (*t, t.copy_statement(&quoted))).collect();
-        Writer { pool, target, schema: schema.to_string(), quoted, timeout, statements }
+        Writer { id: id.clone(), pool, target, schema: schema.to_string(), quoted, timeout, statements }
     }
 
     fn statement(&self, t: Table) -> &str {
@@ -510,7 +513,7 @@ impl Writer {
                 Ok(_) => c.batch_execute("RELEASE SAVEPOINT magpie_dead_letter").await,
                 Err(e) => {
                     lost += 1;
-                    tracing::error!(table = r.table.name(), error = %error_text(&e), "a refused row could not be kept in dead_letter");
+                    tracing::error!(component = %self.id, table = r.table.name(), error = %error_text(&e), "a refused row could not be kept in dead_letter");
                     c.batch_execute("ROLLBACK TO SAVEPOINT magpie_dead_letter; RELEASE SAVEPOINT magpie_dead_letter").await
                 }
             }
@@ -640,7 +643,7 @@ impl Exporter for PostgresExporter {
                 }
             }
         });
-        self.writer = Some(Writer::new(pool, target, &self.config.schema, self.config.timeout));
+        self.writer = Some(Writer::new(&self.id, pool, target, &self.config.schema, self.config.timeout));
         Ok(())
     }
 
