@@ -179,8 +179,8 @@ impl PostgresConfig {
         }
         if !self.retention.is_zero() && self.retention < Duration::from_secs(86_400) {
             out.push(format!(
-                "retention must be 0s (keep everything) or at least 1d, since whole daily partitions are dropped; got {}",
-                humantime_like(self.retention)
+                "retention must be 0s (keep everything) or at least 1d, since whole daily partitions are dropped; got {}s",
+                self.retention.as_secs()
             ));
         }
         if self.partitions_ahead > 366 {
@@ -200,10 +200,6 @@ impl PostgresConfig {
     fn retention(&self) -> Option<Duration> {
         (!self.retention.is_zero()).then_some(self.retention)
     }
-}
-
-fn humantime_like(d: Duration) -> String {
-    format!("{}s", d.as_secs())
 }
 
 /// Runs the migrations and partition upkeep for `config` once, for
