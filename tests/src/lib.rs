@@ -1,6 +1,8 @@
 //! Shared helpers for Magpie's integration tests: parsing configs from text,
 //! unique names so tests run in parallel, and locating the built binary.
 
+pub mod scrape;
+
 use magpie::config::{self, AgentConfig, Source};
 use magpie_core::config::ConfigError;
 use std::path::PathBuf;
