@@ -841,4 +841,28 @@ mod tests {
             assert_eq!(s.failures, 1, "attempt {attempt}");
         }
     }
+
+    #[test]
+    fn the_readme_documents_every_metric_with_its_type_and_unit() {
+        let readme = include_str!("../../README.md");
+        let section = readme.split("\n## ").find(|s| s.starts_with("postgresql\n")).expect("README section");
+        for d in METRICS {
+            let row = section
+                .lines()
+                .find(|l| l.split('|').nth(1).is_some_and(|c| c.trim() == format!("`{}`", d.name)))
+                .unwrap_or_else(|| panic!("README.md has no row for {}", d.name));
+            let kind = match d.kind {
+                crate::hostmetrics::Kind::Gauge => "Gauge",
+                crate::hostmetrics::Kind::Counter => "Counter",
+                crate::hostmetrics::Kind::UpDownCounter => "UpDownCounter",
+            };
+            assert!(
+                row.contains(&format!("| {kind} | {} |", d.unit)),
+                "{}: `{kind} | {}` not in `{row}`",
+                d.name,
+                d.unit
+            );
+            assert!(row.ends_with(if d.default_enabled { "| on |" } else { "| off |" }), "{row}");
+        }
+    }
 }
