@@ -163,3 +163,134 @@ async fn the_agent_starts_against_a_port_nothing_answers_on_and_reports_up_0() {
     }
     rig.stop().await;
 }
+
+/// A PostgreSQL cluster of this test's own, with `pg_stat_statements`
+/// preloaded, on a free port; stopped when dropped. As root, the server
+/// runs as the `postgres` user (initdb refuses root).
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+}
+
+/// A PostgreSQL server program: on PATH, else the newest under /usr/lib/postgresql.
+fn pg_bin(name: &str) -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.exists()))
+        .unwrap_or_default();
+    if let Some(p) = on_path {
+        return p;
+    }
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin").join(name)).filter(|p| p.exists()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!("{name} not found: install the PostgreSQL server, e.g. `apt-get install -y postgresql postgresql-contrib`")
+    })
+}
+
+impl Cluster {
+    fn run(&self, program: &str, args: &[&str]) {
+        let bin = pg_bin(program);
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&bin);
+            c
+        } else {
+            std::process::Command::new(&bin)
+        };
+        let out = cmd.args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres = running_as_root();
+        if as_postgres {
+            let status =
+                std::process::Command::new("chown").arg("postgres").arg(dir.path()).status().unwrap();
+            assert!(status.success(), "chown postgres {}", dir.path().display());
+        }
+        let cluster = Cluster { port: free_port(), dir, as_postgres };
+        let data = cluster.dir.path().join("data");
+        let data = data.to_str().unwrap();
+        cluster.run("initdb", &["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+        let log = cluster.dir.path().join("pg.log");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_preload_libraries=pg_stat_statements",
+            cluster.port,
+            cluster.dir.path().display()
+        );
+        cluster.run("pg_ctl", &["-D", data, "-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        if let Some(d) = data.to_str() {
+            let bin = pg_bin("pg_ctl");
+            let mut cmd = if self.as_postgres {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin);
+                c
+            } else {
+                std::process::Command::new(bin)
+            };
+            let _ = cmd.args(["-D", d, "-m", "immediate", "stop"]).output();
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn top_statements_come_from_pg_stat_statements_normalised_and_truncated() {
+    let cluster = Cluster::start();
+    let (client, connection) = tokio_postgres::connect(&cluster.url(), NoTls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
+    for i in 0..5 {
+        let sql = format!("SELECT   count(*)\n   FROM pg_class\n  WHERE relname = 'magpie_probe_{i}'");
+        client.query(&sql, &[]).await.unwrap();
+    }
+    let mut rig = start(
+        &format!(
+            "  postgresql:\n    endpoint: {}\n    collection_interval: 200ms\n    statements: {{top: 50, max_query_length: 40}}\n",
+            cluster.url()
+        ),
+        &["postgresql"],
+    )
+    .await;
+    let text = "SELECT count(*) FROM pg_class WHERE reln...";
+    let b = rig
+        .wait_for("the probe statement", WAIT, |b| {
+            value(b, "postgresql.statement.calls", &[("db.query.text", text)]).is_some()
+        })
+        .await;
+    let at = [("db.query.text", text), ("database", "postgres")];
+    assert_eq!(
+        value(&b, "postgresql.statement.calls", &at),
+        Some(5.0),
+        "constants are normalised into one statement"
+    );
+    assert_eq!(value(&b, "postgresql.statement.rows", &at), Some(5.0));
+    let total = value(&b, "postgresql.statement.time", &at).unwrap();
+    let mean = value(&b, "postgresql.statement.mean_time", &at).unwrap();
+    assert!(total > 0.0 && (mean * 5.0 - total).abs() < 1e-9 + total * 1e-6, "total {total}, mean {mean}");
+    rig.stop().await;
+}
