@@ -257,7 +257,7 @@ impl RedisScraper {
         let text = if self.everything {
             match client::cmd("INFO").arg("everything").query_async::<String>(&mut con).await {
                 Ok(t) => Some(t),
-                Err(e) if matches!(e.kind(), client::ErrorKind::Server(_)) => {
+                Err(e) if e.kind() == client::ErrorKind::Server(client::ServerErrorKind::ResponseError) => {
                     tracing::info!(component = %self.component, server = %address, error = %e, "server rejects INFO everything; asking for INFO and INFO commandstats");
                     self.everything = false;
                     None
