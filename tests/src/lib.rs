@@ -1,6 +1,8 @@
 //! Shared helpers for Magpie's integration tests: parsing configs from text,
 //! unique names so tests run in parallel, and locating the built binary.
 
+pub mod interop;
+
 use magpie::config::{self, AgentConfig, Source};
 use magpie_core::config::ConfigError;
 use std::path::PathBuf;
@@ -52,4 +54,126 @@ pub fn signal(pid: u32, signal: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// The real `magpie` binary running a config written to a temp directory,
+/// with its log lines collected.
+pub struct RunningAgent {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The temp directory holding the config (and anything the test puts there).
+    pub dir: tempfile::TempDir,
+}
+
+impl RunningAgent {
+    /// Starts the binary on `yaml`, in which `{dir}` is replaced by the
+    /// agent's temp directory, and waits until it reports it is running.
+    pub fn start(yaml: &str) -> RunningAgent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("magpie.yaml");
+        std::fs::write(&path, yaml.replace("{dir}", &dir.path().display().to_string())).expect("writing config");
+        let mut child = std::process::Command::new(magpie_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("MAGPIE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning magpie");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("magpie[{}]: {line}", std::process::id());
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let agent = RunningAgent { child, lines, dir };
+        agent.wait_for_log("magpie is running", std::time::Duration::from_secs(30));
+        agent
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&self, needle: &str, timeout: std::time::Duration) -> String {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(l) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(t0.elapsed() < timeout, "no log line containing `{needle}`; log:\n{}", self.log().join("\n"));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The value of `key=value` on the first log line containing `message`.
+    pub fn log_value(&self, message: &str, key: &str) -> Option<String> {
+        let line = self.log().into_iter().find(|l| l.contains(message))?;
+        let pat = format!("{key}=");
+        let start = line.find(&pat)? + pat.len();
+        Some(line[start..].split_whitespace().next()?.trim_matches('"').to_string())
+    }
+
+    /// The bound (grpc, http) addresses of the otlp receiver `id`.
+    pub fn otlp_addrs(&self, id: &str) -> (String, String) {
+        let line = self.wait_for_log("otlp receiver listening", std::time::Duration::from_secs(10));
+        let _ = line;
+        let lines = self.log();
+        let line = lines
+            .iter()
+            .find(|l| l.contains("otlp receiver listening") && l.contains(&format!("component={id} ")))
+            .or_else(|| lines.iter().find(|l| l.contains("otlp receiver listening") && l.contains(&format!("component=\"{id}\""))))
+            .unwrap_or_else(|| panic!("no listening line for {id}"));
+        let value = |key: &str| {
+            let pat = format!("{key}=");
+            let start = line.find(&pat).map(|i| i + pat.len()).unwrap_or_else(|| panic!("no {key} in {line}"));
+            line[start..].split_whitespace().next().unwrap_or_default().trim_matches('"').to_string()
+        };
+        (value("grpc"), value("http"))
+    }
+
+    /// The self-telemetry address.
+    pub fn telemetry_addr(&self) -> String {
+        self.log_value("magpie is running", "telemetry").expect("telemetry address in the running line")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits (up to 20 s) for a clean exit. The temp directory
+    /// stays until the agent is dropped.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for magpie") {
+                return status;
+            }
+            assert!(t0.elapsed() < std::time::Duration::from_secs(20), "magpie did not exit after SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads an OTLP/JSON lines file written by the `file` exporter.
+pub fn read_otlp_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))).collect()
 }
