@@ -5,7 +5,12 @@
 use serde_json::Value;
 
 /// Every item of `kind` ("resourceSpans" …) across the file, with its resource.
-pub fn items<'a>(lines: &'a [Value], kind: &str, scope_kind: &str, item: &str) -> Vec<(&'a Value, &'a Value)> {
+pub fn items<'a>(
+    lines: &'a [Value],
+    kind: &str,
+    scope_kind: &str,
+    item: &str,
+) -> Vec<(&'a Value, &'a Value)> {
     let mut out = Vec::new();
     for l in lines {
         for r in l[kind].as_array().into_iter().flatten() {
@@ -20,7 +25,10 @@ pub fn items<'a>(lines: &'a [Value], kind: &str, scope_kind: &str, item: &str) -
 }
 
 pub fn attr<'a>(item: &'a Value, key: &str) -> &'a Value {
-    item["attributes"].as_array().and_then(|a| a.iter().find(|kv| kv["key"] == key)).map_or(&Value::Null, |kv| &kv["value"])
+    item["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+        .map_or(&Value::Null, |kv| &kv["value"])
 }
 
 /// Asserts `lines` (a `file` exporter's output) hold exactly the interop set
@@ -32,7 +40,9 @@ pub fn check_interop_set(lines: &[Value], service: &str, exact_big_int: bool) {
     for (res, _) in &spans {
         assert_eq!(attr(res, "service.name")["stringValue"], service);
     }
-    let by_name = |n: &str| spans.iter().find(|(_, s)| s["name"] == n).map(|(_, s)| *s).unwrap_or_else(|| panic!("no span {n}"));
+    let by_name = |n: &str| {
+        spans.iter().find(|(_, s)| s["name"] == n).map(|(_, s)| *s).unwrap_or_else(|| panic!("no span {n}"))
+    };
     let root = by_name("POST /api/chat");
     assert_eq!(root["kind"], 2, "SERVER");
     assert_eq!(attr(root, "http.route")["stringValue"], "/api/chat");
@@ -53,11 +63,18 @@ pub fn check_interop_set(lines: &[Value], service: &str, exact_big_int: bool) {
     assert_eq!(by_name("rag.search")["parentSpanId"], root["spanId"]);
 
     let metrics = items(lines, "resourceMetrics", "scopeMetrics", "metrics");
-    let metric = |n: &str| metrics.iter().find(|(_, m)| m["name"] == n).map(|(_, m)| *m).unwrap_or_else(|| panic!("no metric {n}"));
+    let metric = |n: &str| {
+        metrics
+            .iter()
+            .find(|(_, m)| m["name"] == n)
+            .map(|(_, m)| *m)
+            .unwrap_or_else(|| panic!("no metric {n}"))
+    };
     let counter = metric("interop.requests");
     // JavaScript counters are doubles; the others send integers (as JSON strings).
     let point = &counter["sum"]["dataPoints"][0];
-    let value = point["asInt"].as_str().and_then(|s| s.parse::<f64>().ok()).or_else(|| point["asDouble"].as_f64());
+    let value =
+        point["asInt"].as_str().and_then(|s| s.parse::<f64>().ok()).or_else(|| point["asDouble"].as_f64());
     assert_eq!(value, Some(5.0), "{point}");
     assert_eq!(counter["sum"]["isMonotonic"], true);
     let hist = metric("interop.latency");

@@ -56,6 +56,9 @@ pub fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
+/// The marker the log reader appends when the process closes stderr.
+const EXITED: &str = "<magpie exited>";
+
 /// The real `magpie` binary running a config written to a temp directory,
 /// with its log lines collected.
 pub struct RunningAgent {
@@ -69,13 +72,23 @@ impl RunningAgent {
     /// Starts the binary on `yaml`, in which `{dir}` is replaced by the
     /// agent's temp directory, and waits until it reports it is running.
     pub fn start(yaml: &str) -> RunningAgent {
+        Self::start_with(&[], yaml, &[])
+    }
+
+    /// Starts the binary on the config `files` followed by `yaml` (merged in
+    /// that order), with extra environment variables.
+    pub fn start_with(files: &[std::path::PathBuf], yaml: &str, env: &[(&str, &str)]) -> RunningAgent {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("magpie.yaml");
-        std::fs::write(&path, yaml.replace("{dir}", &dir.path().display().to_string())).expect("writing config");
-        let mut child = std::process::Command::new(magpie_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
+        std::fs::write(&path, yaml.replace("{dir}", &dir.path().display().to_string()))
+            .expect("writing config");
+        let mut cmd = std::process::Command::new(magpie_bin());
+        cmd.arg("run");
+        for f in files.iter().chain(std::iter::once(&path)) {
+            cmd.arg("--config").arg(f);
+        }
+        let mut child = cmd
+            .envs(env.iter().copied())
             .env("MAGPIE_LOG", "info")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -90,10 +103,16 @@ impl RunningAgent {
                 eprintln!("magpie[{}]: {line}", std::process::id());
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(EXITED.to_string());
         });
         let agent = RunningAgent { child, lines, dir };
         agent.wait_for_log("magpie is running", std::time::Duration::from_secs(30));
         agent
+    }
+
+    /// A file shipped in the repository (`configs/gateway.yaml`).
+    pub fn repo_file(rel: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
     }
 
     /// Every log line so far.
@@ -105,37 +124,41 @@ impl RunningAgent {
     pub fn wait_for_log(&self, needle: &str, timeout: std::time::Duration) -> String {
         let t0 = std::time::Instant::now();
         loop {
-            if let Some(l) = self.log().into_iter().find(|l| l.contains(needle)) {
-                return l;
+            let log = self.log();
+            if let Some(l) = log.iter().find(|l| l.contains(needle)) {
+                return l.clone();
             }
-            assert!(t0.elapsed() < timeout, "no log line containing `{needle}`; log:\n{}", self.log().join("\n"));
+            assert!(
+                !log.iter().any(|l| l == EXITED),
+                "magpie exited before logging `{needle}`; log:\n{}",
+                log.join("\n")
+            );
+            assert!(
+                t0.elapsed() < timeout,
+                "no log line containing `{needle}`; log:\n{}",
+                self.log().join("\n")
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
-    /// The value of `key=value` on the first log line containing `message`.
+    /// The value of field `key` on the first log line containing `message`
+    /// (text `key=value` or JSON log lines).
     pub fn log_value(&self, message: &str, key: &str) -> Option<String> {
-        let line = self.log().into_iter().find(|l| l.contains(message))?;
-        let pat = format!("{key}=");
-        let start = line.find(&pat)? + pat.len();
-        Some(line[start..].split_whitespace().next()?.trim_matches('"').to_string())
+        self.log().into_iter().filter(|l| l.contains(message)).find_map(|l| log_field(&l, key))
     }
 
     /// The bound (grpc, http) addresses of the otlp receiver `id`.
     pub fn otlp_addrs(&self, id: &str) -> (String, String) {
-        let line = self.wait_for_log("otlp receiver listening", std::time::Duration::from_secs(10));
-        let _ = line;
-        let lines = self.log();
-        let line = lines
-            .iter()
-            .find(|l| l.contains("otlp receiver listening") && l.contains(&format!("component={id} ")))
-            .or_else(|| lines.iter().find(|l| l.contains("otlp receiver listening") && l.contains(&format!("component=\"{id}\""))))
+        self.wait_for_log("otlp receiver listening", std::time::Duration::from_secs(10));
+        let line = self
+            .log()
+            .into_iter()
+            .find(|l| {
+                l.contains("otlp receiver listening") && log_field(l, "component").as_deref() == Some(id)
+            })
             .unwrap_or_else(|| panic!("no listening line for {id}"));
-        let value = |key: &str| {
-            let pat = format!("{key}=");
-            let start = line.find(&pat).map(|i| i + pat.len()).unwrap_or_else(|| panic!("no {key} in {line}"));
-            line[start..].split_whitespace().next().unwrap_or_default().trim_matches('"').to_string()
-        };
+        let value = |key: &str| log_field(&line, key).unwrap_or_else(|| panic!("no {key} in {line}"));
         (value("grpc"), value("http"))
     }
 
@@ -170,6 +193,17 @@ impl Drop for RunningAgent {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A field of a log line, in either log format (`key=value` text or JSON).
+pub fn log_field(line: &str, key: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        return v.get(key).map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_string));
+    }
+    let pat = format!(" {key}=");
+    let start = line.find(&pat)? + pat.len();
+    Some(line[start..].split_whitespace().next()?.trim_matches('"').to_string())
 }
 
 /// Reads an OTLP/JSON lines file written by the `file` exporter.

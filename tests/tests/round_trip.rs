@@ -12,12 +12,15 @@ use magpie_core::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use magpie_core::proto::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use magpie_core::proto::collector::trace::v1::ExportTraceServiceRequest;
 use magpie_core::proto::collector::trace::v1::trace_service_client::TraceServiceClient;
-use magpie_core::proto::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value};
+use magpie_core::proto::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+};
 use magpie_core::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use magpie_core::proto::metrics::v1::{
-    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
-    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exponential_histogram_data_point,
-    metric::Data, number_data_point, summary_data_point::ValueAtQuantile,
+    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint, exponential_histogram_data_point, metric::Data, number_data_point,
+    summary_data_point::ValueAtQuantile,
 };
 use magpie_core::proto::resource::v1::Resource;
 use magpie_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
@@ -60,7 +63,12 @@ fn resource() -> Option<Resource> {
 }
 
 fn scope() -> Option<InstrumentationScope> {
-    Some(InstrumentationScope { name: "fastapi".into(), version: "0.1".into(), attributes: every_type(), dropped_attributes_count: 0 })
+    Some(InstrumentationScope {
+        name: "fastapi".into(),
+        version: "0.1".into(),
+        attributes: every_type(),
+        dropped_attributes_count: 0,
+    })
 }
 
 fn traces() -> ExportTraceServiceRequest {
@@ -97,7 +105,11 @@ fn traces() -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: resource(),
-            scope_spans: vec![ScopeSpans { scope: scope(), spans: vec![span], schema_url: "https://opentelemetry.io/schemas/1.26.0".into() }],
+            scope_spans: vec![ScopeSpans {
+                scope: scope(),
+                spans: vec![span],
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+            }],
             schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
         }],
     }
@@ -112,14 +124,25 @@ fn metrics() -> ExportMetricsServiceRequest {
         value: Some(v),
         ..Default::default()
     };
-    let metric = |name: &str, data: Data| Metric { name: name.into(), description: "d".into(), unit: "s".into(), data: Some(data), metadata: vec![] };
+    let metric = |name: &str, data: Data| Metric {
+        name: name.into(),
+        description: "d".into(),
+        unit: "s".into(),
+        data: Some(data),
+        metadata: vec![],
+    };
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: resource(),
             scope_metrics: vec![ScopeMetrics {
                 scope: scope(),
                 metrics: vec![
-                    metric("g", Data::Gauge(Gauge { data_points: vec![number(number_data_point::Value::AsDouble(0.5))] })),
+                    metric(
+                        "g",
+                        Data::Gauge(Gauge {
+                            data_points: vec![number(number_data_point::Value::AsDouble(0.5))],
+                        }),
+                    ),
                     metric(
                         "c",
                         Data::Sum(Sum {
@@ -157,7 +180,10 @@ fn metrics() -> ExportMetricsServiceRequest {
                                 sum: Some(10.0),
                                 scale: 3,
                                 zero_count: 1,
-                                positive: Some(exponential_histogram_data_point::Buckets { offset: -2, bucket_counts: vec![1, 2] }),
+                                positive: Some(exponential_histogram_data_point::Buckets {
+                                    offset: -2,
+                                    bucket_counts: vec![1, 2],
+                                }),
                                 negative: None,
                                 min: Some(0.0),
                                 max: Some(7.0),
@@ -200,7 +226,9 @@ fn logs() -> ExportLogsServiceRequest {
                     observed_time_unix_nano: 1_732_000_000_000_000_002,
                     severity_number: 17,
                     severity_text: "ERROR".into(),
-                    body: Some(AnyValue { value: Some(Value::KvlistValue(KeyValueList { values: every_type() })) }),
+                    body: Some(AnyValue {
+                        value: Some(Value::KvlistValue(KeyValueList { values: every_type() })),
+                    }),
                     attributes: every_type(),
                     dropped_attributes_count: 1,
                     flags: 1,
@@ -249,4 +277,57 @@ async fn a_to_b_round_trip_is_lossless() {
     assert_eq!(got_traces.expect("traces arrived"), traces());
     assert_eq!(got_metrics.expect("metrics arrived"), metrics());
     assert_eq!(got_logs.expect("logs arrived"), logs());
+}
+
+/// The shipped `agent-to-gateway.yaml` and `gateway.yaml`, as deployed: an
+/// agent forwards with the shared token to a gateway, which forwards to a
+/// backend; a span from the app reaches the backend, and the gateway refuses
+/// a client without the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_agent_and_gateway_configs_forward_end_to_end() {
+    let ports = "receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: \"127.0.0.1:0\"}\n      http: {endpoint: \"127.0.0.1:0\"}\nservice:\n  telemetry: {metrics: {address: \"127.0.0.1:0\"}}\n";
+    let mut backend = RunningAgent::start(
+        "receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: \"127.0.0.1:0\"}\nexporters:\n  file: {path: \"{dir}/backend.jsonl\"}\nservice:\n  telemetry: {metrics: {address: \"127.0.0.1:0\"}}\n  pipelines:\n    traces: {receivers: [otlp], exporters: [file]}\n",
+    );
+    let (backend_grpc, _) = backend.otlp_addrs("otlp");
+    let token = "gw-s3cret";
+    let mut gateway = RunningAgent::start_with(
+        &[RunningAgent::repo_file("configs/gateway.yaml")],
+        ports,
+        &[("MAGPIE_GATEWAY_TOKEN", token), ("MAGPIE_BACKEND_ENDPOINT", &backend_grpc)],
+    );
+    let (gateway_grpc, gateway_http) = gateway.otlp_addrs("otlp");
+    let mut agent = RunningAgent::start_with(
+        &[RunningAgent::repo_file("configs/agent-to-gateway.yaml")],
+        &ports.replace("receivers:\n", "receivers:\n  hostmetrics: {collection_interval: 1h}\n"),
+        &[("MAGPIE_GATEWAY_TOKEN", token), ("MAGPIE_GATEWAY_ENDPOINT", &gateway_grpc)],
+    );
+    let (agent_grpc, _) = agent.otlp_addrs("otlp");
+
+    let denied = magpie_tests::http()
+        .post(format!("http://{gateway_http}/v1/traces"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401, "the gateway requires the token");
+
+    TraceServiceClient::connect(format!("http://{agent_grpc}"))
+        .await
+        .unwrap()
+        .export(traces())
+        .await
+        .unwrap();
+    assert!(agent.stop().success());
+    assert!(gateway.stop().success());
+    assert!(backend.stop().success());
+    let lines = read_otlp_lines(&backend.dir.path().join("backend.jsonl"));
+    let got: Vec<ExportTraceServiceRequest> = lines
+        .into_iter()
+        .filter(|l| l.get("resourceSpans").is_some())
+        .map(|l| serde_json::from_value(l).unwrap())
+        .collect();
+    let spans: Vec<_> = got.iter().flat_map(|r| r.resource_spans.clone()).collect();
+    assert_eq!(spans, traces().resource_spans, "the span crossed agent and gateway unchanged");
 }

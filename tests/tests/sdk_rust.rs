@@ -9,7 +9,9 @@ use magpie_tests::{RunningAgent, read_otlp_lines};
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 
@@ -27,9 +29,21 @@ fn send(wire: Wire, grpc: &str, http: &str, service: &str) {
     let resource = Resource::builder().with_service_name(service.to_string()).build();
     let (span_exporter, metric_exporter, log_exporter) = match wire {
         Wire::Grpc => (
-            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(format!("http://{grpc}")).build().unwrap(),
-            opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(format!("http://{grpc}")).build().unwrap(),
-            opentelemetry_otlp::LogExporter::builder().with_tonic().with_endpoint(format!("http://{grpc}")).build().unwrap(),
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(format!("http://{grpc}"))
+                .build()
+                .unwrap(),
+            opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(format!("http://{grpc}"))
+                .build()
+                .unwrap(),
+            opentelemetry_otlp::LogExporter::builder()
+                .with_tonic()
+                .with_endpoint(format!("http://{grpc}"))
+                .build()
+                .unwrap(),
         ),
         Wire::HttpProto | Wire::HttpJson => {
             let p = if matches!(wire, Wire::HttpJson) { Protocol::HttpJson } else { Protocol::HttpBinary };
@@ -71,7 +85,8 @@ fn send(wire: Wire, grpc: &str, http: &str, service: &str) {
     span.set_attribute(KeyValue::new("ratio", 0.25f64));
     span.set_attribute(KeyValue::new("cached", true));
     span.add_event("cache miss", vec![KeyValue::new("key", "emb:1")]);
-    let mut llm = tracer.span_builder("chat grok-4").with_kind(SpanKind::Client).start_with_context(&tracer, &cx);
+    let mut llm =
+        tracer.span_builder("chat grok-4").with_kind(SpanKind::Client).start_with_context(&tracer, &cx);
     llm.set_attribute(KeyValue::new("gen_ai.system", "xai"));
     llm.set_attribute(KeyValue::new("gen_ai.usage.input_tokens", 1234i64));
     llm.set_status(Status::error("upstream timeout"));
@@ -94,8 +109,10 @@ fn send(wire: Wire, grpc: &str, http: &str, service: &str) {
     }
     meter_provider.shutdown().unwrap();
 
-    let logger_provider =
-        opentelemetry_sdk::logs::SdkLoggerProvider::builder().with_resource(resource).with_batch_exporter(log_exporter).build();
+    let logger_provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_resource(resource)
+        .with_batch_exporter(log_exporter)
+        .build();
     let logger = logger_provider.logger("interop");
     for (body, sev) in [("hello", Severity::Info), ("world", Severity::Error)] {
         let mut r = logger.create_log_record();
