@@ -53,6 +53,9 @@ fn the_readme_example_config_validates() {
     let yaml = &section[start..start + section[start..].find("```").unwrap()];
     match config::parse(&[Source { name: "README.md".into(), text: yaml.to_string() }], &env) {
         Ok(c) => assert!(c.warnings.is_empty(), "{:?}", c.warnings),
-        Err(p) => panic!("the README's example does not validate:\n{}", p.iter().map(|e| format!("  {e}\n")).collect::<String>()),
+        Err(p) => panic!(
+            "the README's example does not validate:\n{}",
+            p.iter().map(|e| format!("  {e}\n")).collect::<String>()
+        ),
     }
 }
