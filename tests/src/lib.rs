@@ -1,6 +1,7 @@
 //! Shared helpers for Magpie's integration tests: parsing configs from text,
 //! unique names so tests run in parallel, and locating the built binary.
 
+pub mod interop;
 pub mod scrape;
 
 use magpie::config::{self, AgentConfig, Source};
@@ -54,4 +55,160 @@ pub fn signal(pid: u32, signal: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// The marker the log reader appends when the process closes stderr.
+const EXITED: &str = "<magpie exited>";
+
+/// The real `magpie` binary running a config written to a temp directory,
+/// with its log lines collected.
+pub struct RunningAgent {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The temp directory holding the config (and anything the test puts there).
+    pub dir: tempfile::TempDir,
+}
+
+impl RunningAgent {
+    /// Starts the binary on `yaml`, in which `{dir}` is replaced by the
+    /// agent's temp directory, and waits until it reports it is running.
+    pub fn start(yaml: &str) -> RunningAgent {
+        Self::start_with(&[], yaml, &[])
+    }
+
+    /// Starts the binary on the config `files` followed by `yaml` (merged in
+    /// that order), with extra environment variables.
+    pub fn start_with(files: &[std::path::PathBuf], yaml: &str, env: &[(&str, &str)]) -> RunningAgent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("magpie.yaml");
+        std::fs::write(&path, yaml.replace("{dir}", &dir.path().display().to_string()))
+            .expect("writing config");
+        let mut cmd = std::process::Command::new(magpie_bin());
+        cmd.arg("run");
+        for f in files.iter().chain(std::iter::once(&path)) {
+            cmd.arg("--config").arg(f);
+        }
+        let mut child = cmd
+            .envs(env.iter().copied())
+            .env("MAGPIE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning magpie");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("magpie[{}]: {line}", std::process::id());
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(EXITED.to_string());
+        });
+        let agent = RunningAgent { child, lines, dir };
+        agent.wait_for_log("magpie is running", std::time::Duration::from_secs(30));
+        agent
+    }
+
+    /// A file shipped in the repository (`configs/gateway.yaml`).
+    pub fn repo_file(rel: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&self, needle: &str, timeout: std::time::Duration) -> String {
+        let t0 = std::time::Instant::now();
+        loop {
+            let log = self.log();
+            if let Some(l) = log.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(
+                !log.iter().any(|l| l == EXITED),
+                "magpie exited before logging `{needle}`; log:\n{}",
+                log.join("\n")
+            );
+            assert!(
+                t0.elapsed() < timeout,
+                "no log line containing `{needle}`; log:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The value of field `key` on the first log line containing `message`
+    /// (text `key=value` or JSON log lines).
+    pub fn log_value(&self, message: &str, key: &str) -> Option<String> {
+        self.log().into_iter().filter(|l| l.contains(message)).find_map(|l| log_field(&l, key))
+    }
+
+    /// The bound (grpc, http) addresses of the otlp receiver `id`.
+    pub fn otlp_addrs(&self, id: &str) -> (String, String) {
+        self.wait_for_log("otlp receiver listening", std::time::Duration::from_secs(10));
+        let line = self
+            .log()
+            .into_iter()
+            .find(|l| {
+                l.contains("otlp receiver listening") && log_field(l, "component").as_deref() == Some(id)
+            })
+            .unwrap_or_else(|| panic!("no listening line for {id}"));
+        let value = |key: &str| log_field(&line, key).unwrap_or_else(|| panic!("no {key} in {line}"));
+        (value("grpc"), value("http"))
+    }
+
+    /// The self-telemetry address.
+    pub fn telemetry_addr(&self) -> String {
+        self.log_value("magpie is running", "telemetry").expect("telemetry address in the running line")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits (up to 20 s) for a clean exit. The temp directory
+    /// stays until the agent is dropped.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for magpie") {
+                return status;
+            }
+            assert!(t0.elapsed() < std::time::Duration::from_secs(20), "magpie did not exit after SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A field of a log line, in either log format (`key=value` text or JSON).
+pub fn log_field(line: &str, key: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        return v.get(key).map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_string));
+    }
+    let pat = format!(" {key}=");
+    let start = line.find(&pat)? + pat.len();
+    Some(line[start..].split_whitespace().next()?.trim_matches('"').to_string())
+}
+
+/// Reads an OTLP/JSON lines file written by the `file` exporter.
+pub fn read_otlp_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))).collect()
 }

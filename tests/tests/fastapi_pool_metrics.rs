@@ -2,8 +2,8 @@
 //! Python SDK, real psycopg2 and asyncpg pools on the real PostgreSQL, and
 //! the real OTLP/HTTP exporter, into Magpie's `otlp` receiver.
 //!
-//! The Python packages are installed once into `tests/.venv` (git-ignored)
-//! from PyPI.
+//! The Python packages are those of `tests/clients/python/requirements.txt`,
+//! which `tests/run` installs into `tests/.venv` (git-ignored).
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
@@ -13,25 +13,15 @@ use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-const PACKAGES: &[&str] =
-    &["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "psycopg2-binary", "asyncpg"];
 
-/// `tests/.venv/bin/python` with the packages, created on first use.
+/// `tests/.venv/bin/python`, as `tests/run` installs it.
 fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv");
-    let python = venv.join("bin/python");
-    let ready = venv.join(".magpie-ready");
-    if !ready.exists() {
-        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap_or_else(|e| {
-            panic!("python3 is needed to run the FastAPI snippet ({e}): install python3 and python3-venv")
-        });
-        assert!(status.success(), "python3 -m venv failed: install python3-venv");
-        let status =
-            Command::new(&python).args(["-m", "pip", "install", "-q"]).args(PACKAGES).status().unwrap();
-        assert!(status.success(), "pip install {PACKAGES:?} failed (PyPI must be reachable)");
-        std::fs::write(&ready, PACKAGES.join("\n")).unwrap();
-    }
-    python
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        py.exists(),
+        "the Python SDK is not installed: run ./tests/run, or python3 -m venv tests/.venv && tests/.venv/bin/pip install -r tests/clients/python/requirements.txt"
+    );
+    py
 }
 
 const SCRIPT: &str = r#"
