@@ -42,6 +42,9 @@ pub struct Info {
     pub keyspace: Vec<Keyspace>,
     /// The `# Commandstats` lines, in the server's order.
     pub commands: Vec<CommandStat>,
+    /// When the server started, Unix nanoseconds, once [`Info::anchor_start`]
+    /// has fixed it; 0 before.
+    pub started: u64,
 }
 
 /// Parses the text of `INFO` (any sections, `\r\n` or `\n` line ends).
@@ -144,6 +147,17 @@ impl Info {
     /// answer: the start time of every counter.
     pub fn start_time(&self, now: u64) -> u64 {
         self.u64("uptime_in_seconds").map_or(0, |s| now.saturating_sub(s.saturating_mul(1_000_000_000)))
+    }
+
+    /// Fixes [`Info::started`]: the previous answer's when it came from the
+    /// same run, so counters keep one start time for the whole run
+    /// (`uptime_in_seconds` has whole seconds, so `now - uptime` jitters by
+    /// up to a second between scrapes); else `now - uptime`.
+    pub fn anchor_start(&mut self, prev: Option<&Info>, now: u64) {
+        self.started = match prev {
+            Some(p) if p.started != 0 && self.same_run_as(p) => p.started,
+            _ => self.start_time(now),
+        };
     }
 
     /// Whether `prev` was taken from the same server run: the same `run_id`
@@ -429,7 +443,7 @@ const CPU_STATES: &[(&str, &str)] = &[
 /// for the hit rate, the previous scrape `prev`. `redis.up` is not among
 /// them: the caller adds it (it is the one metric a failed scrape has).
 pub fn metrics(prev: Option<&Info>, cur: &Info, now: u64, enabled: &Enabled) -> Vec<Metric> {
-    let start = cur.start_time(now);
+    let start = if cur.started != 0 { cur.started } else { cur.start_time(now) };
     let mut out = Vec::with_capacity(METRICS.len());
     let int = |v: Option<u64>, s: u64| v.map(|v| vec![int_point(v, s, now, vec![])]).unwrap_or_default();
     let dbl = |v: Option<f64>, s: u64| v.map(|v| vec![double_point(v, s, now, vec![])]).unwrap_or_default();
@@ -664,6 +678,23 @@ mod tests {
         };
         assert_eq!(start_of("redis.keyspace.hits"), NOW - 100_000_000_000);
         assert_eq!(start_of("redis.memory.used"), 0);
+    }
+
+    #[test]
+    fn the_start_time_holds_for_the_whole_run() {
+        let at = |id: &str, up: u64| parse_info(&format!("run_id:{id}\nuptime_in_seconds:{up}\n"));
+        let second = 1_000_000_000;
+        let mut a = at("a", 100);
+        a.anchor_start(None, NOW);
+        assert_eq!(a.started, NOW - 100 * second);
+        // 1.9 s later the server says 101: the start stays put.
+        let mut b = at("a", 101);
+        b.anchor_start(Some(&a), NOW + 1_900_000_000);
+        assert_eq!(b.started, a.started);
+        // A restart (new run id) starts again.
+        let mut c = at("b", 1);
+        c.anchor_start(Some(&b), NOW + 5 * second);
+        assert_eq!(c.started, NOW + 4 * second);
     }
 
     #[test]

@@ -288,7 +288,9 @@ impl RedisScraper {
     /// first scrape reports it.
     pub async fn baseline(&mut self) {
         if let Ok(Ok(text)) = tokio::time::timeout(self.timeout, self.fetch()).await {
-            self.prev = Some(parse_info(&text));
+            let mut info = parse_info(&text);
+            info.anchor_start(None, now_unix_nanos());
+            self.prev = Some(info);
         } else {
             self.connection = None;
         }
@@ -304,7 +306,8 @@ impl RedisScraper {
         let now = now_unix_nanos();
         match fetched {
             Ok(text) => {
-                let cur = parse_info(&text);
+                let mut cur = parse_info(&text);
+                cur.anchor_start(self.prev.as_ref(), now);
                 if self.up == Some(false) {
                     tracing::info!(component = %self.component, server = %self.address(), "redis answers again");
                 }
