@@ -151,4 +151,19 @@ mod tests {
         assert!(config.build(&"otlp".parse().unwrap()).is_ok());
         assert!(ReceiverConfig::parse("nope", &node, "receivers.nope").unwrap().is_none());
     }
+
+    #[test]
+    fn the_scrapers_are_listed_parsed_and_built() {
+        let node = Node::parse("collection_interval: 5s\npassword: hunter2\n", "t.yaml").unwrap();
+        for name in ["redis", "postgresql"] {
+            assert!(TYPES.iter().any(|t| t.name == name && t.signals == Signals::METRICS));
+            let path = format!("receivers.{name}");
+            let (config, secrets) = ReceiverConfig::parse(name, &node, &path).unwrap().unwrap();
+            assert_eq!(secrets, vec![format!("{path}.password")]);
+            assert_eq!(config.signals(), Signals::METRICS);
+            assert!(config.problems().is_empty(), "{:?}", config.problems());
+            assert!(config.listen_addresses().is_empty());
+            assert!(config.build(&name.parse().unwrap()).is_ok());
+        }
+    }
 }
