@@ -13,6 +13,7 @@
 //! - [`otlp`]: OTLP/gRPC and OTLP/HTTP (protobuf and JSON) for traces, metrics and logs.
 //! - [`hostmetrics`]: CPU, memory, disks, filesystems, network, load, paging,
 //!   processes and cgroups, read from `/proc` and `/sys`.
+//! - [`scrape`]: the timer loop the scraping receivers share.
 //! - [`redis`]: a Redis or Valkey server's `INFO everything`.
 //! - [`postgresql`]: a PostgreSQL server's connections, databases, locks,
 //!   replication and `pg_stat_statements`, from its statistics views.
@@ -21,6 +22,7 @@ pub mod hostmetrics;
 pub mod otlp;
 pub mod postgresql;
 pub mod redis;
+pub mod scrape;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Receiver, Signals, TypeInfo};

@@ -22,17 +22,12 @@ use magpie_core::otlp::{kv_str, now_unix_nanos};
 use magpie_core::proto::common::v1::{InstrumentationScope, KeyValue};
 use magpie_core::proto::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use magpie_core::proto::resource::v1::Resource;
-use magpie_core::{Batch, ComponentError, ComponentId, Receiver, ReceiverContext};
+use magpie_core::{ComponentError, ComponentId, Receiver, ReceiverContext};
 use serde::Deserialize;
 use std::time::Duration;
-use tokio::time::{Instant, MissedTickBehavior};
 
 /// The scope every redis metric is emitted under.
 pub const SCOPE_NAME: &str = "magpie.redis";
-
-/// The longest the first scrape waits after the baseline, so the first
-/// batch already carries a hit rate without waiting a whole interval.
-const FIRST_SCRAPE_DELAY_MAX: Duration = Duration::from_secs(1);
 
 /// Config of the `redis` receiver.
 #[derive(Clone, Debug, Deserialize)]
@@ -392,40 +387,22 @@ impl Receiver for RedisReceiver {
     }
 
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
-        let mut scraper = match self.scraper {
+        let scraper = match self.scraper {
             Some(s) => s,
             None => RedisScraper::new(&self.config, &ctx.id.to_string())?,
         };
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            _ = scraper.baseline() => {}
-        }
-        let period = self.config.collection_interval;
-        let mut ticker =
-            tokio::time::interval_at(Instant::now() + period.min(FIRST_SCRAPE_DELAY_MAX), period);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            let batch = tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                b = scraper.scrape() => b,
-            };
-            if batch.is_empty() {
-                continue;
-            }
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                r = ctx.output.send(Batch::Metrics(batch)) => {
-                    if let Err(e) = r {
-                        tracing::debug!(component = %ctx.id, error = %e, "scrape not delivered");
-                    }
-                }
-            }
-        }
-        Ok(())
+        crate::scrape::run(scraper, self.config.collection_interval, ctx).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::scrape::Scrape for RedisScraper {
+    async fn baseline(&mut self) {
+        RedisScraper::baseline(self).await;
+    }
+
+    async fn scrape(&mut self) -> Result<Vec<ResourceMetrics>, ComponentError> {
+        Ok(RedisScraper::scrape(self).await)
     }
 }
 
