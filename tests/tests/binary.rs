@@ -62,7 +62,14 @@ fn print_config_merges_files_and_redacts_secrets() {
 fn components_lists_every_type() {
     let out = Command::new(magpie_bin()).arg("components").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for line in ["exporter   file", "processor  batch", "connector  forward", "exporter   debug"] {
+    for line in [
+        "exporter   file",
+        "processor  batch",
+        "connector  forward",
+        "exporter   debug",
+        "exporter   websocket",
+        "connector  span_metrics",
+    ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
 }
@@ -82,7 +89,7 @@ fn start_default(extra: &str) -> (std::process::Child, String, tempfile::TempDir
     std::fs::write(
         &overrides,
         format!(
-            "receivers:\n  otlp:\n    protocols:\n      grpc: {{endpoint: \"127.0.0.1:0\"}}\n      http: {{endpoint: \"127.0.0.1:0\"}}\nservice:\n  telemetry:\n    metrics: {{address: \"127.0.0.1:0\"}}\n{extra}"
+            "receivers:\n  otlp:\n    protocols:\n      grpc: {{endpoint: \"127.0.0.1:0\"}}\n      http: {{endpoint: \"127.0.0.1:0\"}}\nexporters:\n  websocket: {{endpoint: \"127.0.0.1:0\"}}\nservice:\n  telemetry:\n    metrics: {{address: \"127.0.0.1:0\"}}\n{extra}"
         ),
     )
     .unwrap();

@@ -312,7 +312,7 @@ impl Exporter for WebsocketExporter {
             tls: tls.is_some(),
             ping_interval: self.config.ping_interval,
             client_timeout: self.config.client_timeout,
-            page: self.config.page,
+            page: self.config.page.then(|| server::page_for(&self.config.path)),
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let router = server::router(app, &self.config.path);

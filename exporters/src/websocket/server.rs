@@ -57,7 +57,13 @@ pub struct App {
     pub tls: bool,
     pub ping_interval: Duration,
     pub client_timeout: Duration,
-    pub page: bool,
+    /// The live page with the feed's path filled in; `None` when the page is off.
+    pub page: Option<String>,
+}
+
+/// The live page pointing at the feed on `path` (a path of safe characters only).
+pub fn page_for(path: &str) -> String {
+    PAGE.replacen("data-feed=\"/ws\"", &format!("data-feed=\"{path}\""), 1)
 }
 
 impl App {
@@ -97,7 +103,7 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String], tls: bool) -> boo
 /// The router: the page at `/` (when enabled) and the feed at `path`.
 pub fn router(app: Arc<App>, path: &str) -> Router {
     let mut r = Router::new().route(path, get(feed));
-    if app.page {
+    if app.page.is_some() {
         r = r.route("/", get(page));
     }
     r.with_state(app)
@@ -161,8 +167,8 @@ fn page_csp() -> &'static str {
     })
 }
 
-async fn page() -> Response {
-    let mut r = PAGE.into_response();
+async fn page(State(app): State<Arc<App>>) -> Response {
+    let mut r = app.page.clone().unwrap_or_default().into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
