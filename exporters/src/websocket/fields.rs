@@ -736,9 +736,10 @@ fn quantile(windows: &[&Window], q: f64) -> Option<f64> {
     bounds.last().copied()
 }
 
-/// Three decimals: enough for percentages, milliseconds and hit rates.
+/// Three decimals: enough for percentages, milliseconds and hit rates
+/// (and never `-0`, which an empty `f64` sum is).
 pub fn round(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
+    (v * 1000.0).round() / 1000.0 + 0.0
 }
 
 #[cfg(test)]
@@ -1037,6 +1038,7 @@ mod tests {
         assert_eq!(r[0].error_rate, 0.1);
         assert_eq!(r[0].p50_ms, Some(100.0));
         assert_eq!(r[0].p99_ms, Some(950.0));
+        assert!(round(-0.0).is_sign_positive(), "no -0 on the wire");
     }
 
     #[test]
