@@ -236,7 +236,7 @@ async fn subscriptions_and_filters_select_spans_llm_calls_and_errors() {
     })
     .await;
     assert!(
-        rps["metrics"]["avg_response_time_ms"].as_f64().is_some_and(|ms| ms >= 30.0 && ms <= 120.0),
+        rps["metrics"]["avg_response_time_ms"].as_f64().is_some_and(|ms| (30.0..=120.0).contains(&ms)),
         "{rps}"
     );
     let (routes, _) = until(&mut ws, Duration::from_secs(10), |m| {

@@ -454,7 +454,8 @@ impl MetricStore {
     pub fn routes(&self, now: u64, interval: Duration) -> Vec<RouteSummary> {
         let Some(table) = self.metrics.get(HTTP_DURATION) else { return Vec::new() };
         let ours = table.values().any(|s| s.scope == SPAN_METRICS_SCOPE);
-        let mut groups: BTreeMap<(String, String, String), Vec<(&Series, &Window)>> = BTreeMap::new();
+        type Route = (String, String, String);
+        let mut groups: BTreeMap<Route, Vec<(&Series, &Window)>> = BTreeMap::new();
         for s in table.values().filter(|s| !ours || s.scope == SPAN_METRICS_SCOPE) {
             let Some(w) = s.fresh_window(now, interval) else { continue };
             let key = (
@@ -766,7 +767,10 @@ mod tests {
         }
     }
 
-    fn hist(name: &str, points: Vec<(Vec<KeyValue>, u64, u64, u64, f64, Vec<u64>)>, delta: bool) -> Metric {
+    /// (attributes, start, time, count, sum, bucket counts)
+    type Point = (Vec<KeyValue>, u64, u64, u64, f64, Vec<u64>);
+
+    fn hist(name: &str, points: Vec<Point>, delta: bool) -> Metric {
         Metric {
             name: name.into(),
             data: Some(metric::Data::Histogram(Histogram {
