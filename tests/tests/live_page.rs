@@ -70,7 +70,6 @@ impl Cdp {
             }
         }
     }
-
 }
 
 /// What the page shows now, read from its DOM.
