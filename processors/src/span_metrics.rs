@@ -994,4 +994,37 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|x| x.1 == 10 && x.3[0] == 10), "2.5 ms spans land in the first bucket: {p:?}");
     }
+
+    #[tokio::test]
+    async fn the_connector_flushes_on_its_interval_and_once_more_at_the_end() {
+        use magpie_core::queue::{WhenFull, queue};
+        use magpie_core::{ComponentStats, Output, Signal};
+        use std::sync::Arc;
+        let stats = Arc::new(ComponentStats::default());
+        let (tx, rx) = queue(4, WhenFull::Block, stats.clone());
+        let (mtx, mut mrx) = tokio::sync::mpsc::channel(8);
+        let mut output = Output::new(stats.clone());
+        output.add(Signal::Metrics, mtx);
+        let ctx =
+            ConnectorContext { id: "span_metrics".parse().unwrap(), input: rx, output, stats: stats.clone() };
+        let config =
+            SpanMetricsConfig { metrics_flush_interval: Duration::from_millis(100), ..Default::default() };
+        let task = tokio::spawn(Box::new(SpanMetricsConnector::new(&config)).run(ctx));
+        let wait = Duration::from_secs(5);
+        tx.push(Arc::new(Batch::Traces(testdata::spans(1, 3)))).await.unwrap();
+        let Some(Batch::Metrics(first)) = tokio::time::timeout(wait, mrx.recv()).await.unwrap() else {
+            panic!("a metrics batch")
+        };
+        assert_eq!(points(&first, HTTP_DURATION)[0].1, 3);
+        tx.push(Arc::new(Batch::Traces(testdata::spans(1, 2)))).await.unwrap();
+        drop(tx);
+        task.await.unwrap().unwrap();
+        let mut last = None;
+        while let Ok(Some(b)) = tokio::time::timeout(Duration::from_millis(500), mrx.recv()).await {
+            last = Some(b);
+        }
+        let Some(Batch::Metrics(last)) = last else { panic!("a final flush") };
+        assert_eq!(points(&last, HTTP_DURATION)[0].1, 5, "cumulative, flushed when the input ends");
+        assert_eq!(stats.snapshot().exported, 5, "spans consumed");
+    }
 }

@@ -1117,4 +1117,21 @@ mod tests {
         s.evict(T0 + 301 * S, Duration::from_secs(300));
         assert_eq!(s.series_count(), 0);
     }
+
+    #[test]
+    fn the_readme_lists_every_default_field_with_its_metric() {
+        let readme = include_str!("../../README.md");
+        for (name, specs) in default_fields() {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("exporters/README.md has no row for `{name}`"));
+            let first = &specs.0[0];
+            assert!(
+                row.contains(&format!("`{}`", first.metric)) || row.contains("as `db_pool_active`"),
+                "row of `{name}` lacks `{}`: {row}",
+                first.metric
+            );
+        }
+    }
 }
