@@ -10,6 +10,7 @@
 //! Run (release):
 //!   cargo build --release -p magpie --bin magpie
 //!   cargo bench -p magpie-tests --bench websocket
+//! (`MAGPIE_BIN=/path/to/magpie` runs another build of the agent.)
 //! Environment: MAGPIE_BENCH_CLIENTS (1000), MAGPIE_BENCH_SPAN_CLIENTS (10),
 //! MAGPIE_BENCH_STALLED (10), MAGPIE_BENCH_SECONDS (20), MAGPIE_BENCH_SPANS_PER_SECOND (5000).
 
@@ -126,6 +127,7 @@ fn pct(v: &mut [u64], q: f64) -> f64 {
 
 struct Phase {
     name: String,
+    bench_cpu: f64,
     sys: (f64, f64, f64, usize),
     spans: (f64, f64, f64, usize),
     per_client_min: usize,
@@ -146,12 +148,14 @@ async fn measure(
         *s.lock().unwrap() = Seen::default();
     }
     let (cpu0, _, _) = usage(pid);
+    let (own0, _, _) = usage(std::process::id());
     let t0 = Instant::now();
     measuring.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     measuring.store(false, Ordering::Relaxed);
     let wall = t0.elapsed().as_secs_f64();
     let (cpu1, rss, _) = usage(pid);
+    let (own1, _, _) = usage(std::process::id());
     let (mut sys, mut spans, mut counts, mut lagged) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for s in seen {
         let s = s.lock().unwrap();
@@ -162,6 +166,7 @@ async fn measure(
     }
     Phase {
         name: name.to_string(),
+        bench_cpu: (own1 - own0) / wall * 100.0,
         sys: (pct(&mut sys, 0.5), pct(&mut sys, 0.99), pct(&mut sys, 1.0), sys.len()),
         spans: (pct(&mut spans, 0.5), pct(&mut spans, 0.99), pct(&mut spans, 1.0), spans.len()),
         per_client_min: counts.iter().copied().min().unwrap_or(0),
@@ -325,6 +330,7 @@ service:
             p.cpu,
             p.rss_kib as f64 / 1024.0
         );
+        println!("  (the clients' own process used {:.1} % CPU meanwhile, on the same 2 cores)", p.bench_cpu);
         if p.lagged > 0 {
             println!("  (normal clients told they lagged {} times)", p.lagged);
         }

@@ -24,8 +24,11 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The `magpie` binary built alongside the tests.
+/// The `magpie` binary built alongside the tests, or the one `MAGPIE_BIN` names.
 pub fn magpie_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MAGPIE_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
     let bin = dir.join("magpie");
