@@ -392,3 +392,116 @@ impl Exporter for WebsocketExporter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use magpie_core::config::{Node, from_node};
+    use magpie_core::telemetry::ComponentStats;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    fn ctx() -> ExporterContext {
+        ExporterContext {
+            id: "websocket".parse().unwrap(),
+            stats: Arc::new(ComponentStats::default()),
+            shutdown: Default::default(),
+        }
+    }
+
+    fn parse(yaml: &str) -> Result<WebsocketConfig, magpie_core::config::ConfigError> {
+        from_node(&Node::parse(yaml, "t.yaml")?, "exporters.websocket").map(|(c, _)| c)
+    }
+
+    #[test]
+    fn defaults_and_problems() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            (c.endpoint.as_str(), c.path.as_str(), c.interval),
+            (DEFAULT_ENDPOINT, "/ws", Duration::from_secs(5))
+        );
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(c.listen_addresses(), vec![("endpoint".to_string(), DEFAULT_ENDPOINT.to_string())]);
+        let c = parse(
+            "endpoint: nowhere\npath: /\nauth: {token: ''}\nmax_clients: 0\nping_interval: 30s\nclient_timeout: 10s\nfields: {x: []}\n",
+        )
+        .unwrap();
+        let p = c.problems();
+        for want in
+            ["endpoint: `nowhere`", "path: `/`", "auth.token", "max_clients", "client_timeout", "fields.x"]
+        {
+            assert!(p.iter().any(|m| m.contains(want)), "{want}: {p:?}");
+        }
+        let e = parse("intervl: 1s\n").unwrap_err();
+        assert!(e.message.contains("did you mean `interval`"), "{e}");
+        assert!(
+            parse("auth: {token: s}\n")
+                .unwrap()
+                .auth
+                .is_some_and(|a| format!("{:?}", a.token) == "<redacted>")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_fails_start() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = parse(&format!("endpoint: \"{}\"\n", taken.local_addr().unwrap())).unwrap();
+        let mut e = WebsocketExporter::new(&"websocket".parse().unwrap(), &config);
+        let err = e.start(&ctx()).await.unwrap_err();
+        assert!(
+            err.message.starts_with("cannot listen for the websocket feed on 127.0.0.1:"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_serves_the_page_and_the_feed() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+        let config = parse(&format!(
+            "endpoint: \"127.0.0.1:0\"\ninterval: 100ms\ntls: {{cert_file: '{}', key_file: '{}'}}\n",
+            cert_file.display(),
+            key_file.display()
+        ))
+        .unwrap();
+        let mut e = WebsocketExporter::new(&"websocket".parse().unwrap(), &config);
+        e.start(&ctx()).await.unwrap();
+        let port = e.local_addr().unwrap().port();
+
+        let https = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        let page = https.get(format!("https://localhost:{port}/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("<title>Magpie live</title>"));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(cert.cert.pem().as_bytes()).unwrap()).unwrap();
+        let tls =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (mut ws, _) =
+            tokio_tungstenite::client_async(format!("wss://localhost:{port}/ws"), stream).await.unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        assert_eq!(v["type"], "system_metrics");
+        assert_eq!(e.client_count(), 1);
+        e.shutdown().await.unwrap();
+        assert_eq!(e.client_count(), 0, "shutdown closes every client");
+    }
+}
