@@ -18,6 +18,8 @@
 //! - [`file`]: OTLP/JSON lines with size-based rotation and optional gzip.
 //! - [`otlp_grpc`], [`otlp_http`]: OTLP onward to a gateway, Collector or backend, with the
 //!   specification's retry rules; [`otlp_common`] holds what they share.
+//! - [`websocket`]: the live feed (`system_metrics` and opt-in span, GenAI and error streams) and
+//!   the built-in live page.
 
 pub mod blackhole;
 pub mod debug;
@@ -25,6 +27,7 @@ pub mod file;
 pub mod otlp_common;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod websocket;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::queue::WhenFull;
@@ -62,6 +65,12 @@ pub const TYPES: &[TypeInfo] = &[
         routes: &[],
         about: "sends OTLP over HTTP (protobuf or JSON) to any OTLP endpoint, retrying per the OTLP spec",
     },
+    TypeInfo {
+        name: "websocket",
+        signals: Signals { traces: true, metrics: true, logs: false },
+        routes: &[],
+        about: "serves a live feed (system_metrics, spans, LLM calls, errors) to dashboards and a built-in live page",
+    },
 ];
 
 /// The typed config of one exporter.
@@ -72,6 +81,7 @@ pub enum ExporterConfig {
     File(file::FileConfig),
     OtlpGrpc(otlp_grpc::OtlpGrpcConfig),
     OtlpHttp(otlp_http::OtlpHttpConfig),
+    Websocket(websocket::WebsocketConfig),
 }
 
 /// A parsed config and the paths of its secret fields.
@@ -94,6 +104,7 @@ impl ExporterConfig {
             "file" => typed(node, path, ExporterConfig::File),
             "otlp_grpc" => typed(node, path, ExporterConfig::OtlpGrpc),
             "otlp_http" => typed(node, path, ExporterConfig::OtlpHttp),
+            "websocket" => typed(node, path, ExporterConfig::Websocket),
             _ => Ok(None),
         }
     }
@@ -106,6 +117,7 @@ impl ExporterConfig {
             ExporterConfig::File(c) => c.problems(),
             ExporterConfig::OtlpGrpc(c) => c.problems(),
             ExporterConfig::OtlpHttp(c) => c.problems(),
+            ExporterConfig::Websocket(c) => c.problems(),
         }
     }
 
@@ -117,6 +129,7 @@ impl ExporterConfig {
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_) => Vec::new(),
+            ExporterConfig::Websocket(c) => c.listen_addresses(),
         }
     }
 
@@ -129,6 +142,7 @@ impl ExporterConfig {
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_) => WhenFull::Block,
+            ExporterConfig::Websocket(_) => WhenFull::DropOldest,
         }
     }
 
@@ -139,6 +153,7 @@ impl ExporterConfig {
             ExporterConfig::File(c) => Box::new(file::FileExporter::new(id, c)),
             ExporterConfig::OtlpGrpc(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)),
             ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new(id, c)),
+            ExporterConfig::Websocket(c) => Box::new(websocket::WebsocketExporter::new(id, c)),
         })
     }
 }

@@ -27,8 +27,11 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The `magpie` binary built alongside the tests.
+/// The `magpie` binary built alongside the tests, or the one `MAGPIE_BIN` names.
 pub fn magpie_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MAGPIE_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
     let bin = dir.join("magpie");
@@ -90,7 +93,7 @@ impl RunningAgent {
         }
         let mut child = cmd
             .envs(env.iter().copied())
-            .env("MAGPIE_LOG", "info")
+            .env("MAGPIE_LOG", "info,magpie_exporters=debug")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -109,11 +112,6 @@ impl RunningAgent {
         let agent = RunningAgent { child, lines, dir };
         agent.wait_for_log("magpie is running", std::time::Duration::from_secs(30));
         agent
-    }
-
-    /// A file shipped in the repository (`configs/gateway.yaml`).
-    pub fn repo_file(rel: &str) -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
     }
 
     /// Every log line so far.
@@ -163,6 +161,17 @@ impl RunningAgent {
         (value("grpc"), value("http"))
     }
 
+    /// The OTLP/HTTP address of the receiver named `otlp`.
+    pub fn otlp_http_address(&self) -> String {
+        self.otlp_addrs("otlp").1
+    }
+
+    /// The websocket feed's address (`127.0.0.1:port`).
+    pub fn websocket_address(&self) -> String {
+        self.wait_for_log("websocket feed listening", std::time::Duration::from_secs(10));
+        self.log_value("websocket feed listening", "address").expect("address on the listening line")
+    }
+
     /// The self-telemetry address.
     pub fn telemetry_addr(&self) -> String {
         self.log_value("magpie is running", "telemetry").expect("telemetry address in the running line")
@@ -176,6 +185,11 @@ impl RunningAgent {
     /// stays until the agent is dropped.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         signal(self.child.id(), "TERM");
+        self.wait_exit()
+    }
+
+    /// Waits (up to 20 s) for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let t0 = std::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for magpie") {
@@ -196,6 +210,11 @@ impl Drop for RunningAgent {
     }
 }
 
+/// A file of the repository, by its path from the root.
+pub fn repo_file(rel: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
 /// A field of a log line, in either log format (`key=value` text or JSON).
 pub fn log_field(line: &str, key: &str) -> Option<String> {
     if line.starts_with('{') {
@@ -211,4 +230,120 @@ pub fn log_field(line: &str, key: &str) -> Option<String> {
 pub fn read_otlp_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))).collect()
+}
+
+/// Spans for OTLP/JSON requests.
+pub mod spans {
+    use magpie_core::otlp::{kv_int, kv_str, now_unix_nanos};
+    use magpie_core::proto::collector::trace::v1::ExportTraceServiceRequest;
+    use magpie_core::proto::common::v1::KeyValue;
+    use magpie_core::proto::resource::v1::Resource;
+    use magpie_core::proto::trace::v1::{
+        ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A span ending now after `ms` milliseconds.
+    pub fn span(name: &str, kind: SpanKind, ms: u64, error: bool, attributes: Vec<KeyValue>) -> Span {
+        static N: AtomicU64 = AtomicU64::new(1);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let end = now_unix_nanos();
+        Span {
+            trace_id: [[0x5a; 8], n.to_be_bytes()].concat(),
+            span_id: n.to_be_bytes().to_vec(),
+            name: name.to_string(),
+            kind: kind as i32,
+            start_time_unix_nano: end - ms * 1_000_000,
+            end_time_unix_nano: end,
+            attributes,
+            status: Some(Status {
+                code: if error { StatusCode::Error as i32 } else { StatusCode::Unset as i32 },
+                message: if error { "boom".into() } else { String::new() },
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// An HTTP SERVER span.
+    pub fn http(method: &str, route: &str, status: i64, ms: u64) -> Span {
+        span(
+            &format!("{method} {route}"),
+            SpanKind::Server,
+            ms,
+            status >= 500,
+            vec![
+                kv_str("http.request.method", method),
+                kv_str("http.route", route),
+                kv_int("http.response.status_code", status),
+            ],
+        )
+    }
+
+    /// A GenAI CLIENT span.
+    pub fn llm(provider: &str, model: &str, ms: u64, input: i64, output: i64) -> Span {
+        span(
+            &format!("chat {model}"),
+            SpanKind::Client,
+            ms,
+            false,
+            vec![
+                kv_str("gen_ai.provider.name", provider),
+                kv_str("gen_ai.operation.name", "chat"),
+                kv_str("gen_ai.request.model", model),
+                kv_int("gen_ai.usage.input_tokens", input),
+                kv_int("gen_ai.usage.output_tokens", output),
+            ],
+        )
+    }
+
+    /// An OTLP/JSON request body with `spans` from `service`.
+    pub fn request(service: &str, spans: Vec<Span>) -> String {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv_str("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                schema_url: String::new(),
+            }],
+        };
+        serde_json::to_string(&req).expect("OTLP/JSON")
+    }
+
+    /// Posts `body` to the OTLP/HTTP receiver at `addr`.
+    pub async fn post(http: &reqwest::Client, addr: &str, body: String) {
+        let r = http
+            .post(format!("http://{addr}/v1/traces"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("otlp post");
+        assert!(r.status().is_success(), "otlp receiver answered {}", r.status());
+    }
+}
+
+/// Decodes standard base64 (padding optional); invalid characters are skipped.
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for v in text.bytes().filter_map(value) {
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }

@@ -3,13 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
-use magpie_tests::{RunningAgent, http, magpie_bin, signal};
+use magpie_tests::{RunningAgent, http, magpie_bin, repo_file, signal};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn repo_file(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
 
 #[test]
 fn validate_exits_0_on_a_good_config_and_1_with_every_error() {
@@ -61,17 +57,24 @@ fn print_config_merges_files_and_redacts_secrets() {
 fn components_lists_every_type() {
     let out = Command::new(magpie_bin()).arg("components").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for line in ["exporter   file", "processor  batch", "connector  forward", "exporter   debug"] {
+    for line in [
+        "exporter   file",
+        "processor  batch",
+        "connector  forward",
+        "exporter   debug",
+        "exporter   websocket",
+        "connector  span_metrics",
+    ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
 }
 
 /// Every listener of the default config, moved to port 0.
-const PORTS: &str = "receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: \"127.0.0.1:0\"}\n      http: {endpoint: \"127.0.0.1:0\"}\nservice:\n  telemetry:\n    metrics: {address: \"127.0.0.1:0\"}\n";
+const PORTS: &str = "receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: \"127.0.0.1:0\"}\n      http: {endpoint: \"127.0.0.1:0\"}\nexporters:\n  websocket: {endpoint: \"127.0.0.1:0\"}\nservice:\n  telemetry:\n    metrics: {address: \"127.0.0.1:0\"}\n";
 
 #[tokio::test]
 async fn runs_the_default_config_serves_health_and_exits_0_on_sigterm() {
-    let mut agent = RunningAgent::start_with(&[RunningAgent::repo_file("configs/default.yaml")], PORTS, &[]);
+    let mut agent = RunningAgent::start_with(&[repo_file("configs/default.yaml")], PORTS, &[]);
     let addr = agent.telemetry_addr();
     let http = http();
     let health = http.get(format!("http://{addr}/healthz")).send().await.unwrap();

@@ -292,13 +292,13 @@ async fn shipped_agent_and_gateway_configs_forward_end_to_end() {
     let (backend_grpc, _) = backend.otlp_addrs("otlp");
     let token = "gw-s3cret";
     let mut gateway = RunningAgent::start_with(
-        &[RunningAgent::repo_file("configs/gateway.yaml")],
+        &[magpie_tests::repo_file("configs/gateway.yaml")],
         ports,
         &[("MAGPIE_GATEWAY_TOKEN", token), ("MAGPIE_BACKEND_ENDPOINT", &backend_grpc)],
     );
     let (gateway_grpc, gateway_http) = gateway.otlp_addrs("otlp");
     let mut agent = RunningAgent::start_with(
-        &[RunningAgent::repo_file("configs/agent-to-gateway.yaml")],
+        &[magpie_tests::repo_file("configs/agent-to-gateway.yaml")],
         &ports.replace("receivers:\n", "receivers:\n  hostmetrics: {collection_interval: 1h}\n"),
         &[("MAGPIE_GATEWAY_TOKEN", token), ("MAGPIE_GATEWAY_ENDPOINT", &gateway_grpc)],
     );
