@@ -29,7 +29,7 @@ struct Cli {
 struct ConfigArgs {
     /// A YAML config file. Repeat to merge several in order: maps merge,
     /// lists replace, later files win. Without it, the built-in default
-    /// (configs/default.yaml) runs, which needs no external service.
+    /// (configs/default.yaml) is used, which needs no external service.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Vec<PathBuf>,
 }

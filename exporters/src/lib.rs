@@ -20,6 +20,8 @@
 //!   specification's retry rules; [`otlp_common`] holds what they share.
 //! - [`postgres`]: the dashboard's PostgreSQL tables through binary `COPY`, with migrations,
 //!   daily partitions, retention, exactly-once batches and a dead-letter table.
+//! - [`websocket`]: the live feed (`system_metrics` and opt-in span, GenAI and error streams) and
+//!   the built-in live page.
 
 pub mod blackhole;
 pub mod debug;
@@ -28,6 +30,7 @@ pub mod otlp_common;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod postgres;
+pub mod websocket;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::queue::WhenFull;
@@ -73,6 +76,12 @@ pub const TYPES: &[TypeInfo] = &[
         routes: &[],
         about: "writes spans, metrics and logs into the dashboard's PostgreSQL tables with binary COPY, exactly once",
     },
+    TypeInfo {
+        name: "websocket",
+        signals: Signals { traces: true, metrics: true, logs: false },
+        routes: &[],
+        about: "serves a live feed (system_metrics, spans, LLM calls, errors) to dashboards and a built-in live page",
+    },
 ];
 
 /// The typed config of one exporter.
@@ -84,6 +93,7 @@ pub enum ExporterConfig {
     OtlpGrpc(otlp_grpc::OtlpGrpcConfig),
     OtlpHttp(otlp_http::OtlpHttpConfig),
     Postgres(postgres::PostgresConfig),
+    Websocket(websocket::WebsocketConfig),
 }
 
 /// A parsed config and the paths of its secret fields.
@@ -107,6 +117,7 @@ impl ExporterConfig {
             "otlp_grpc" => typed(node, path, ExporterConfig::OtlpGrpc),
             "otlp_http" => typed(node, path, ExporterConfig::OtlpHttp),
             "postgres" => typed(node, path, ExporterConfig::Postgres),
+            "websocket" => typed(node, path, ExporterConfig::Websocket),
             _ => Ok(None),
         }
     }
@@ -120,6 +131,7 @@ impl ExporterConfig {
             ExporterConfig::OtlpGrpc(c) => c.problems(),
             ExporterConfig::OtlpHttp(c) => c.problems(),
             ExporterConfig::Postgres(c) => c.problems(),
+            ExporterConfig::Websocket(c) => c.problems(),
         }
     }
 
@@ -132,6 +144,7 @@ impl ExporterConfig {
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
             | ExporterConfig::Postgres(_) => Vec::new(),
+            ExporterConfig::Websocket(c) => c.listen_addresses(),
         }
     }
 
@@ -145,6 +158,7 @@ impl ExporterConfig {
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
             | ExporterConfig::Postgres(_) => WhenFull::Block,
+            ExporterConfig::Websocket(_) => WhenFull::DropOldest,
         }
     }
 
@@ -162,7 +176,8 @@ impl ExporterConfig {
             | ExporterConfig::Debug(_)
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
-            | ExporterConfig::OtlpHttp(_) => RetryConfig::default(),
+            | ExporterConfig::OtlpHttp(_)
+            | ExporterConfig::Websocket(_) => RetryConfig::default(),
         }
     }
 
@@ -175,7 +190,8 @@ impl ExporterConfig {
             | ExporterConfig::Debug(_)
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
-            | ExporterConfig::OtlpHttp(_) => None,
+            | ExporterConfig::OtlpHttp(_)
+            | ExporterConfig::Websocket(_) => None,
         }
     }
 
@@ -187,6 +203,7 @@ impl ExporterConfig {
             ExporterConfig::OtlpGrpc(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)),
             ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new(id, c)),
             ExporterConfig::Postgres(c) => Box::new(postgres::PostgresExporter::new(id, c)),
+            ExporterConfig::Websocket(c) => Box::new(websocket::WebsocketExporter::new(id, c)),
         })
     }
 }

@@ -13,9 +13,11 @@
 //!
 //! - [`batch`]: merges small batches and splits large ones by item count, with a timeout.
 //! - [`forward`]: connector passing batches unchanged from one pipeline to others of the same signal.
+//! - [`span_metrics`]: connector deriving RED metrics (HTTP and GenAI) from spans.
 
 pub mod batch;
 pub mod forward;
+pub mod span_metrics;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Connector, Processor, Signal, Signals, TypeInfo};
@@ -29,16 +31,24 @@ pub const TYPES: &[TypeInfo] = &[TypeInfo {
 }];
 
 /// Every connector type.
-pub const CONNECTOR_TYPES: &[TypeInfo] = &[TypeInfo {
-    name: "forward",
-    signals: Signals::ALL,
-    routes: &[
-        (Signal::Traces, Signal::Traces),
-        (Signal::Metrics, Signal::Metrics),
-        (Signal::Logs, Signal::Logs),
-    ],
-    about: "passes batches unchanged from one pipeline into others of the same signal",
-}];
+pub const CONNECTOR_TYPES: &[TypeInfo] = &[
+    TypeInfo {
+        name: "forward",
+        signals: Signals::ALL,
+        routes: &[
+            (Signal::Traces, Signal::Traces),
+            (Signal::Metrics, Signal::Metrics),
+            (Signal::Logs, Signal::Logs),
+        ],
+        about: "passes batches unchanged from one pipeline into others of the same signal",
+    },
+    TypeInfo {
+        name: "span_metrics",
+        signals: Signals { traces: true, metrics: true, logs: false },
+        routes: &[(Signal::Traces, Signal::Metrics)],
+        about: "derives request rate, errors and latency histograms (HTTP and GenAI) from spans",
+    },
+];
 
 fn typed<T: serde::de::DeserializeOwned, C>(
     node: &Node,
@@ -86,6 +96,7 @@ impl ProcessorConfig {
 #[derive(Clone, Debug)]
 pub enum ConnectorConfig {
     Forward(forward::ForwardConfig),
+    SpanMetrics(span_metrics::SpanMetricsConfig),
 }
 
 impl ConnectorConfig {
@@ -97,6 +108,7 @@ impl ConnectorConfig {
     ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         match type_name {
             "forward" => typed(node, path, ConnectorConfig::Forward),
+            "span_metrics" => typed(node, path, ConnectorConfig::SpanMetrics),
             _ => Ok(None),
         }
     }
@@ -104,12 +116,14 @@ impl ConnectorConfig {
     pub fn problems(&self) -> Vec<String> {
         match self {
             ConnectorConfig::Forward(_) => Vec::new(),
+            ConnectorConfig::SpanMetrics(c) => c.problems(),
         }
     }
 
     pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Connector>, ComponentError> {
         Ok(match self {
             ConnectorConfig::Forward(c) => Box::new(forward::ForwardConnector::new(c)),
+            ConnectorConfig::SpanMetrics(c) => Box::new(span_metrics::SpanMetricsConnector::new(c)),
         })
     }
 }

@@ -13,9 +13,16 @@
 //! - [`otlp`]: OTLP/gRPC and OTLP/HTTP (protobuf and JSON) for traces, metrics and logs.
 //! - [`hostmetrics`]: CPU, memory, disks, filesystems, network, load, paging,
 //!   processes and cgroups, read from `/proc` and `/sys`.
+//! - [`scrape`]: the timer loop the scraping receivers share.
+//! - [`redis`]: a Redis or Valkey server's `INFO everything`.
+//! - [`postgresql`]: a PostgreSQL server's connections, databases, locks,
+//!   replication and `pg_stat_statements`, from its statistics views.
 
 pub mod hostmetrics;
 pub mod otlp;
+pub mod postgresql;
+pub mod redis;
+pub mod scrape;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Receiver, Signals, TypeInfo};
@@ -34,6 +41,18 @@ pub const TYPES: &[TypeInfo] = &[
         routes: &[],
         about: "scrapes the host's CPU, memory, disks, filesystems, network, load, processes and cgroups from /proc",
     },
+    TypeInfo {
+        name: "redis",
+        signals: Signals::METRICS,
+        routes: &[],
+        about: "scrapes a Redis or Valkey server's INFO: clients, memory, keyspace hits and hit rate, keys, commands, replication, persistence",
+    },
+    TypeInfo {
+        name: "postgresql",
+        signals: Signals::METRICS,
+        routes: &[],
+        about: "scrapes PostgreSQL: connections by state and application, lock waits, database stats, replication lag, top statements",
+    },
 ];
 
 /// The typed config of one receiver. Configs are built once per load, so
@@ -43,6 +62,8 @@ pub const TYPES: &[TypeInfo] = &[
 pub enum ReceiverConfig {
     Otlp(otlp::OtlpConfig),
     Hostmetrics(hostmetrics::HostmetricsConfig),
+    Redis(redis::RedisConfig),
+    Postgresql(postgresql::PostgresqlConfig),
 }
 
 fn typed<T: serde::de::DeserializeOwned>(
@@ -63,6 +84,8 @@ impl ReceiverConfig {
         match type_name {
             "otlp" => typed(node, path, ReceiverConfig::Otlp),
             "hostmetrics" => typed(node, path, ReceiverConfig::Hostmetrics),
+            "redis" => typed(node, path, ReceiverConfig::Redis),
+            "postgresql" => typed(node, path, ReceiverConfig::Postgresql),
             _ => Ok(None),
         }
     }
@@ -72,7 +95,9 @@ impl ReceiverConfig {
     pub fn signals(&self) -> Signals {
         match self {
             ReceiverConfig::Otlp(_) => Signals::ALL,
-            ReceiverConfig::Hostmetrics(_) => Signals::METRICS,
+            ReceiverConfig::Hostmetrics(_) | ReceiverConfig::Redis(_) | ReceiverConfig::Postgresql(_) => {
+                Signals::METRICS
+            }
         }
     }
 
@@ -81,6 +106,8 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Otlp(c) => c.problems(),
             ReceiverConfig::Hostmetrics(c) => c.problems(),
+            ReceiverConfig::Redis(c) => c.problems(),
+            ReceiverConfig::Postgresql(c) => c.problems(),
         }
     }
 
@@ -88,7 +115,9 @@ impl ReceiverConfig {
     pub fn listen_addresses(&self) -> Vec<(String, String)> {
         match self {
             ReceiverConfig::Otlp(c) => c.listen_addresses(),
-            ReceiverConfig::Hostmetrics(_) => Vec::new(),
+            ReceiverConfig::Hostmetrics(_) | ReceiverConfig::Redis(_) | ReceiverConfig::Postgresql(_) => {
+                Vec::new()
+            }
         }
     }
 
@@ -96,6 +125,8 @@ impl ReceiverConfig {
         Ok(match self {
             ReceiverConfig::Otlp(c) => Box::new(otlp::OtlpReceiver::new(c)),
             ReceiverConfig::Hostmetrics(c) => Box::new(hostmetrics::HostmetricsReceiver::new(c)),
+            ReceiverConfig::Redis(c) => Box::new(redis::RedisReceiver::new(c)),
+            ReceiverConfig::Postgresql(c) => Box::new(postgresql::PostgresqlReceiver::new(c)),
         })
     }
 }
@@ -121,5 +152,20 @@ mod tests {
         );
         assert!(config.build(&"otlp".parse().unwrap()).is_ok());
         assert!(ReceiverConfig::parse("nope", &node, "receivers.nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_scrapers_are_listed_parsed_and_built() {
+        let node = Node::parse("collection_interval: 5s\npassword: hunter2\n", "t.yaml").unwrap();
+        for name in ["redis", "postgresql"] {
+            assert!(TYPES.iter().any(|t| t.name == name && t.signals == Signals::METRICS));
+            let path = format!("receivers.{name}");
+            let (config, secrets) = ReceiverConfig::parse(name, &node, &path).unwrap().unwrap();
+            assert_eq!(secrets, vec![format!("{path}.password")]);
+            assert_eq!(config.signals(), Signals::METRICS);
+            assert!(config.problems().is_empty(), "{:?}", config.problems());
+            assert!(config.listen_addresses().is_empty());
+            assert!(config.build(&name.parse().unwrap()).is_ok());
+        }
     }
 }

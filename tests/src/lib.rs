@@ -2,6 +2,9 @@
 //! unique names so tests run in parallel, locating the built binary, and
 //! throwaway PostgreSQL clusters a test may stop and start.
 
+pub mod interop;
+pub mod scrape;
+
 use magpie::config::{self, AgentConfig, Source};
 use magpie_core::config::ConfigError;
 use std::path::PathBuf;
@@ -25,8 +28,11 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The `magpie` binary built alongside the tests.
+/// The `magpie` binary built alongside the tests, or the one `MAGPIE_BIN` names.
 pub fn magpie_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MAGPIE_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
     let bin = dir.join("magpie");
@@ -53,6 +59,294 @@ pub fn signal(pid: u32, signal: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// The marker the log reader appends when the process closes stderr.
+const EXITED: &str = "<magpie exited>";
+
+/// The real `magpie` binary running a config written to a temp directory,
+/// with its log lines collected.
+pub struct RunningAgent {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The temp directory holding the config (and anything the test puts there).
+    pub dir: tempfile::TempDir,
+}
+
+impl RunningAgent {
+    /// Starts the binary on `yaml`, in which `{dir}` is replaced by the
+    /// agent's temp directory, and waits until it reports it is running.
+    pub fn start(yaml: &str) -> RunningAgent {
+        Self::start_with(&[], yaml, &[])
+    }
+
+    /// Starts the binary on the config `files` followed by `yaml` (merged in
+    /// that order), with extra environment variables.
+    pub fn start_with(files: &[std::path::PathBuf], yaml: &str, env: &[(&str, &str)]) -> RunningAgent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("magpie.yaml");
+        std::fs::write(&path, yaml.replace("{dir}", &dir.path().display().to_string()))
+            .expect("writing config");
+        let mut cmd = std::process::Command::new(magpie_bin());
+        cmd.arg("run");
+        for f in files.iter().chain(std::iter::once(&path)) {
+            cmd.arg("--config").arg(f);
+        }
+        let mut child = cmd
+            .envs(env.iter().copied())
+            .env("MAGPIE_LOG", "info,magpie_exporters=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning magpie");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("magpie[{}]: {line}", std::process::id());
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(EXITED.to_string());
+        });
+        let agent = RunningAgent { child, lines, dir };
+        agent.wait_for_log("magpie is running", std::time::Duration::from_secs(30));
+        agent
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&self, needle: &str, timeout: std::time::Duration) -> String {
+        let t0 = std::time::Instant::now();
+        loop {
+            let log = self.log();
+            if let Some(l) = log.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(
+                !log.iter().any(|l| l == EXITED),
+                "magpie exited before logging `{needle}`; log:\n{}",
+                log.join("\n")
+            );
+            assert!(
+                t0.elapsed() < timeout,
+                "no log line containing `{needle}`; log:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The value of field `key` on the first log line containing `message`
+    /// (text `key=value` or JSON log lines).
+    pub fn log_value(&self, message: &str, key: &str) -> Option<String> {
+        self.log().into_iter().filter(|l| l.contains(message)).find_map(|l| log_field(&l, key))
+    }
+
+    /// The bound (grpc, http) addresses of the otlp receiver `id`.
+    pub fn otlp_addrs(&self, id: &str) -> (String, String) {
+        self.wait_for_log("otlp receiver listening", std::time::Duration::from_secs(10));
+        let line = self
+            .log()
+            .into_iter()
+            .find(|l| {
+                l.contains("otlp receiver listening") && log_field(l, "component").as_deref() == Some(id)
+            })
+            .unwrap_or_else(|| panic!("no listening line for {id}"));
+        let value = |key: &str| log_field(&line, key).unwrap_or_else(|| panic!("no {key} in {line}"));
+        (value("grpc"), value("http"))
+    }
+
+    /// The OTLP/HTTP address of the receiver named `otlp`.
+    pub fn otlp_http_address(&self) -> String {
+        self.otlp_addrs("otlp").1
+    }
+
+    /// The websocket feed's address (`127.0.0.1:port`).
+    pub fn websocket_address(&self) -> String {
+        self.wait_for_log("websocket feed listening", std::time::Duration::from_secs(10));
+        self.log_value("websocket feed listening", "address").expect("address on the listening line")
+    }
+
+    /// The self-telemetry address.
+    pub fn telemetry_addr(&self) -> String {
+        self.log_value("magpie is running", "telemetry").expect("telemetry address in the running line")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits (up to 20 s) for a clean exit. The temp directory
+    /// stays until the agent is dropped.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        self.wait_exit()
+    }
+
+    /// Waits (up to 20 s) for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for magpie") {
+                return status;
+            }
+            assert!(t0.elapsed() < std::time::Duration::from_secs(20), "magpie did not exit after SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A file of the repository, by its path from the root.
+pub fn repo_file(rel: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// A field of a log line, in either log format (`key=value` text or JSON).
+pub fn log_field(line: &str, key: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        return v.get(key).map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_string));
+    }
+    let pat = format!(" {key}=");
+    let start = line.find(&pat)? + pat.len();
+    Some(line[start..].split_whitespace().next()?.trim_matches('"').to_string())
+}
+
+/// Reads an OTLP/JSON lines file written by the `file` exporter.
+pub fn read_otlp_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))).collect()
+}
+
+/// Spans for OTLP/JSON requests.
+pub mod spans {
+    use magpie_core::otlp::{kv_int, kv_str, now_unix_nanos};
+    use magpie_core::proto::collector::trace::v1::ExportTraceServiceRequest;
+    use magpie_core::proto::common::v1::KeyValue;
+    use magpie_core::proto::resource::v1::Resource;
+    use magpie_core::proto::trace::v1::{
+        ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A span ending now after `ms` milliseconds.
+    pub fn span(name: &str, kind: SpanKind, ms: u64, error: bool, attributes: Vec<KeyValue>) -> Span {
+        static N: AtomicU64 = AtomicU64::new(1);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let end = now_unix_nanos();
+        Span {
+            trace_id: [[0x5a; 8], n.to_be_bytes()].concat(),
+            span_id: n.to_be_bytes().to_vec(),
+            name: name.to_string(),
+            kind: kind as i32,
+            start_time_unix_nano: end - ms * 1_000_000,
+            end_time_unix_nano: end,
+            attributes,
+            status: Some(Status {
+                code: if error { StatusCode::Error as i32 } else { StatusCode::Unset as i32 },
+                message: if error { "boom".into() } else { String::new() },
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// An HTTP SERVER span.
+    pub fn http(method: &str, route: &str, status: i64, ms: u64) -> Span {
+        span(
+            &format!("{method} {route}"),
+            SpanKind::Server,
+            ms,
+            status >= 500,
+            vec![
+                kv_str("http.request.method", method),
+                kv_str("http.route", route),
+                kv_int("http.response.status_code", status),
+            ],
+        )
+    }
+
+    /// A GenAI CLIENT span.
+    pub fn llm(provider: &str, model: &str, ms: u64, input: i64, output: i64) -> Span {
+        span(
+            &format!("chat {model}"),
+            SpanKind::Client,
+            ms,
+            false,
+            vec![
+                kv_str("gen_ai.provider.name", provider),
+                kv_str("gen_ai.operation.name", "chat"),
+                kv_str("gen_ai.request.model", model),
+                kv_int("gen_ai.usage.input_tokens", input),
+                kv_int("gen_ai.usage.output_tokens", output),
+            ],
+        )
+    }
+
+    /// An OTLP/JSON request body with `spans` from `service`.
+    pub fn request(service: &str, spans: Vec<Span>) -> String {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv_str("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                schema_url: String::new(),
+            }],
+        };
+        serde_json::to_string(&req).expect("OTLP/JSON")
+    }
+
+    /// Posts `body` to the OTLP/HTTP receiver at `addr`.
+    pub async fn post(http: &reqwest::Client, addr: &str, body: String) {
+        let r = http
+            .post(format!("http://{addr}/v1/traces"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("otlp post");
+        assert!(r.status().is_success(), "otlp receiver answered {}", r.status());
+    }
+}
+
+/// Decodes standard base64 (padding optional); invalid characters are skipped.
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for v in text.bytes().filter_map(value) {
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }
 
 /// The PostgreSQL the tests use: `MAGPIE_TEST_POSTGRES_URL`, by default the

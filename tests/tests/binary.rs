@@ -3,14 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
-use magpie_tests::{http, magpie_bin, signal};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use magpie_tests::{RunningAgent, http, magpie_bin, repo_file, signal};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn repo_file(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
 
 #[test]
 fn validate_exits_0_on_a_good_config_and_1_with_every_error() {
@@ -62,58 +57,25 @@ fn print_config_merges_files_and_redacts_secrets() {
 fn components_lists_every_type() {
     let out = Command::new(magpie_bin()).arg("components").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for line in ["exporter   file", "processor  batch", "connector  forward", "exporter   debug"] {
+    for line in [
+        "exporter   file",
+        "processor  batch",
+        "connector  forward",
+        "exporter   debug",
+        "exporter   websocket",
+        "connector  span_metrics",
+    ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
 }
 
-/// The self-telemetry address from the "magpie is running" log line.
-fn telemetry_address(line: &str) -> Option<String> {
-    let rest = &line[line.find("magpie is running")?..];
-    let addr = rest.split("telemetry=").nth(1)?.split_whitespace().next()?;
-    Some(addr.to_string())
-}
-
-/// Runs the agent on the shipped default config with every listener moved to
-/// port 0, and returns it with its self-telemetry address.
-fn start_default(extra: &str) -> (std::process::Child, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let overrides = dir.path().join("ports.yaml");
-    std::fs::write(
-        &overrides,
-        format!(
-            "receivers:\n  otlp:\n    protocols:\n      grpc: {{endpoint: \"127.0.0.1:0\"}}\n      http: {{endpoint: \"127.0.0.1:0\"}}\nservice:\n  telemetry:\n    metrics: {{address: \"127.0.0.1:0\"}}\n{extra}"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(magpie_bin())
-        .arg("run")
-        .arg("--config")
-        .arg(repo_file("configs/default.yaml"))
-        .arg("--config")
-        .arg(&overrides)
-        .env("MAGPIE_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("magpie: {line}");
-            if let Some(addr) = telemetry_address(&line) {
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("agent reported its telemetry address");
-    (child, addr, dir)
-}
+/// Every listener of the default config, moved to port 0.
+const PORTS: &str = "receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: \"127.0.0.1:0\"}\n      http: {endpoint: \"127.0.0.1:0\"}\nexporters:\n  websocket: {endpoint: \"127.0.0.1:0\"}\nservice:\n  telemetry:\n    metrics: {address: \"127.0.0.1:0\"}\n";
 
 #[tokio::test]
 async fn runs_the_default_config_serves_health_and_exits_0_on_sigterm() {
-    let (mut child, addr, _dir) = start_default("");
+    let mut agent = RunningAgent::start_with(&[repo_file("configs/default.yaml")], PORTS, &[]);
+    let addr = agent.telemetry_addr();
     let http = http();
     let health = http.get(format!("http://{addr}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -134,58 +96,30 @@ async fn runs_the_default_config_serves_health_and_exits_0_on_sigterm() {
     }
     let metrics = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
     for family in [
-        "magpie_exporter_queue_capacity{",
+        "magpie_exporter_queue_capacity{component=\"debug\"} 1000",
+        "magpie_receiver_accepted_items_total{component=\"otlp\"} 0",
         "magpie_process_resident_memory_bytes ",
         "magpie_process_uptime_seconds ",
-        "magpie_component_up{",
+        "magpie_component_up{component=\"hostmetrics\",kind=\"receiver\"} 1",
     ] {
         assert!(metrics.contains(family), "/metrics lacks {family}:\n{metrics}");
     }
-    signal(child.id(), "TERM");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(15), "did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status}");
+    assert!(agent.stop().success(), "exit 0 after SIGTERM");
+    assert!(agent.log().iter().any(|l| l.contains("every pipeline drained")));
 }
 
 #[tokio::test]
 async fn sighup_with_a_broken_config_keeps_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("magpie.yaml");
-    std::fs::write(&path, "receivers: {hostmetrics: {collection_interval: 1h}}\nexporters: {debug: {}}\nservice:\n  telemetry: {metrics: {address: \"127.0.0.1:0\"}}\n  pipelines:\n    metrics: {receivers: [hostmetrics], exporters: [debug]}\n").unwrap();
-    let mut child = Command::new(magpie_bin()).arg("-c").arg(&path).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait_for = |needle: &str| {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(20) {
-            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
-                && line.contains(needle)
-            {
-                return line;
-            }
-        }
-        panic!("no log line containing `{needle}`");
-    };
-    let running = wait_for("magpie is running");
-    let addr = telemetry_address(&running).expect("the running line names the telemetry address");
-    std::fs::write(&path, "exporters: {debug: {verbosity: loud}}\n").unwrap();
-    signal(child.id(), "HUP");
-    let line = wait_for("unknown value `loud`");
+    let mut agent = RunningAgent::start(
+        "receivers: {hostmetrics: {collection_interval: 1h}}\nexporters: {debug: {}}\nservice:\n  telemetry: {metrics: {address: \"127.0.0.1:0\"}}\n  pipelines:\n    metrics: {receivers: [hostmetrics], exporters: [debug]}\n",
+    );
+    let addr = agent.telemetry_addr();
+    std::fs::write(agent.dir.path().join("magpie.yaml"), "exporters: {debug: {verbosity: loud}}\n").unwrap();
+    signal(agent.pid(), "HUP");
+    let line = agent.wait_for_log("unknown value `loud`", Duration::from_secs(20));
     assert!(line.contains("magpie.yaml:1:32"), "{line}");
-    wait_for("config reload rejected");
+    agent.wait_for_log("config reload rejected", Duration::from_secs(20));
     let ready = http().get(format!("http://{addr}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200, "still serving the old pipelines");
-    signal(child.id(), "TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(agent.stop().success());
 }

@@ -44,3 +44,18 @@ fn the_embedded_default_is_the_shipped_file_and_validates() {
     let c = config::load(&[]).unwrap_or_else(|p| panic!("{p:?}"));
     assert!(!c.pipelines.is_empty());
 }
+
+#[test]
+fn the_readme_example_config_validates() {
+    let readme = std::fs::read_to_string(configs_dir().join("../README.md")).unwrap();
+    let section = &readme[readme.find("## Configuration").expect("a Configuration section")..];
+    let start = section.find("```yaml\n").expect("a yaml example") + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").unwrap()];
+    match config::parse(&[Source { name: "README.md".into(), text: yaml.to_string() }], &env) {
+        Ok(c) => assert!(c.warnings.is_empty(), "{:?}", c.warnings),
+        Err(p) => panic!(
+            "the README's example does not validate:\n{}",
+            p.iter().map(|e| format!("  {e}\n")).collect::<String>()
+        ),
+    }
+}

@@ -97,25 +97,34 @@ impl Output {
     }
 }
 
+/// Delivers to every pipeline or to none: room is reserved in each channel
+/// first (in the same order for every sender, so reservations cannot
+/// deadlock), and the batch is sent only once all reservations succeeded. A
+/// client told to retry has therefore not already reached some pipelines.
 async fn send_all(
     senders: &[mpsc::Sender<Batch>],
     batch: Batch,
     timeout: Option<Duration>,
 ) -> Result<(), SendError> {
-    let last = senders.len() - 1;
-    let mut batch = Some(batch);
-    for (i, tx) in senders.iter().enumerate() {
-        let Some(b) = (if i == last { batch.take() } else { batch.clone() }) else {
-            break;
-        };
-        let permit = match timeout {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut permits = Vec::with_capacity(senders.len());
+    for tx in senders {
+        let permit = match deadline {
             None => tx.reserve().await.map_err(|_| SendError::Closed)?,
-            Some(t) => match tokio::time::timeout(t, tx.reserve()).await {
+            Some(d) => match tokio::time::timeout_at(d, tx.reserve()).await {
                 Err(_) => return Err(SendError::Full),
                 Ok(r) => r.map_err(|_| SendError::Closed)?,
             },
         };
-        permit.send(b);
+        permits.push(permit);
+    }
+    let last = permits.len().saturating_sub(1);
+    let mut batch = Some(batch);
+    for (i, permit) in permits.into_iter().enumerate() {
+        let b = if i == last { batch.take() } else { batch.clone() };
+        if let Some(b) = b {
+            permit.send(b);
+        }
     }
     Ok(())
 }
@@ -142,6 +151,20 @@ mod tests {
             Err(SendError::NoPipeline(Signal::Logs))
         );
         assert_eq!(stats.snapshot().refused, 1);
+    }
+
+    #[tokio::test]
+    async fn all_pipelines_or_none() {
+        let mut out = Output::new(Arc::new(ComponentStats::default()));
+        let (a, mut ra) = mpsc::channel(4);
+        let (b, _rb) = mpsc::channel(1);
+        out.add(Signal::Traces, a);
+        out.add(Signal::Traces, b);
+        out.send(Batch::Traces(testdata::spans(1, 1))).await.unwrap();
+        let r = out.send_timeout(Batch::Traces(testdata::spans(1, 2)), Duration::from_millis(20)).await;
+        assert_eq!(r, Err(SendError::Full));
+        assert_eq!(ra.recv().await.unwrap().item_count(), 1);
+        assert!(ra.try_recv().is_err(), "the first pipeline did not get the refused batch");
     }
 
     #[tokio::test]

@@ -38,21 +38,16 @@ use magpie_core::proto::metrics::v1::{
     number_data_point,
 };
 use magpie_core::proto::resource::v1::Resource;
-use magpie_core::{Batch, ComponentError, ComponentId, Receiver, ReceiverContext};
+use magpie_core::{ComponentError, ComponentId, Receiver, ReceiverContext};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 /// The scope every hostmetrics metric is emitted under.
 pub const SCOPE_NAME: &str = "magpie.hostmetrics";
-
-/// The longest the first scrape waits after the baseline taken in `start()`,
-/// so utilisation on the first scrape covers a meaningful interval without
-/// delaying the first figures by a whole `collection_interval`.
-const FIRST_SCRAPE_DELAY_MAX: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------
 // Config.
@@ -683,41 +678,31 @@ impl Receiver for HostmetricsReceiver {
     }
 
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
-        let (mut engine, baseline_at) = match self.engine {
-            Some(e) => e,
-            None => engine(self.config.clone(), &ctx.id).await?,
+        let engine = match self.engine {
+            Some((e, _)) => e,
+            None => engine(self.config.clone(), &ctx.id).await?.0,
         };
-        let period = self.config.collection_interval;
-        let first = baseline_at + period.min(FIRST_SCRAPE_DELAY_MAX);
-        let mut ticker = tokio::time::interval_at(first, period);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            let scraped = tokio::task::spawn_blocking(move || {
-                let metrics = engine.scrape();
-                (engine, metrics)
-            });
-            let (e, metrics) = tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                r = scraped => r.map_err(|e| ComponentError::new(format!("scrape task failed: {e}")))?,
-            };
-            engine = e;
-            if metrics.is_empty() {
-                continue;
-            }
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                r = ctx.output.send(Batch::Metrics(metrics)) => {
-                    if let Err(e) = r {
-                        tracing::debug!(component = %ctx.id, error = %e, "scrape not delivered");
-                    }
-                }
-            }
-        }
-        Ok(())
+        crate::scrape::run(Blocking(Some(engine)), self.config.collection_interval, ctx).await
+    }
+}
+
+/// Runs the engine's scrape (small file reads) on a blocking thread.
+struct Blocking(Option<HostScraper>);
+
+#[async_trait::async_trait]
+impl crate::scrape::Scrape for Blocking {
+    async fn scrape(&mut self) -> Result<Vec<ResourceMetrics>, ComponentError> {
+        let Some(mut engine) = self.0.take() else {
+            return Err(ComponentError::new("host scraper lost after a failed scrape task"));
+        };
+        let (engine, metrics) = tokio::task::spawn_blocking(move || {
+            let metrics = engine.scrape();
+            (engine, metrics)
+        })
+        .await
+        .map_err(|e| ComponentError::new(format!("scrape task failed: {e}")))?;
+        self.0 = Some(engine);
+        Ok(metrics)
     }
 }
 
