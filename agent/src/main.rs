@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 ///
 /// Magpie receives OTLP from instrumented apps and scrapes the host, Redis and
 /// PostgreSQL, runs it through YAML-defined pipelines, and delivers it to
-/// PostgreSQL tables, a live WebSocket feed, notifications or any OTLP backend.
-/// With no command it runs the pipelines (`magpie run`).
+/// PostgreSQL tables, a live WebSocket feed and page, files, or any OTLP
+/// backend. With no command it runs the pipelines (`magpie run`); with no
+/// --config, the built-in default serves a live page on http://127.0.0.1:8765/.
 #[derive(Parser)]
 #[command(name = "magpie", version, args_conflicts_with_subcommands = true)]
 struct Cli {
