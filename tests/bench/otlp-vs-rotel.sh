@@ -233,7 +233,7 @@ fixed = sys.argv[3]
 decode = {}
 for line in open(sys.argv[2]):
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
-    decode[f["spans_per_request"]] = float(f["spans_per_s"])
+    decode[f["spans_per_request"]] = float(f["spans_per_cpu_s"])
 def get(server, protocol, size, mode):
     for r in rows:
         if (r["server"], r["protocol"], r["spans_per_request"], r["mode"]) == (server, protocol, size, mode):

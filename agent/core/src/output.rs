@@ -108,11 +108,16 @@ async fn send_all(
         let Some(b) = (if i == last { batch.take() } else { batch.clone() }) else {
             break;
         };
-        let permit = match timeout {
-            None => tx.reserve().await.map_err(|_| SendError::Closed)?,
-            Some(t) => match tokio::time::timeout(t, tx.reserve()).await {
-                Err(_) => return Err(SendError::Full),
-                Ok(r) => r.map_err(|_| SendError::Closed)?,
+        // Room now is the common case: take it without arming a timer.
+        let permit = match tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(SendError::Closed),
+            Err(mpsc::error::TrySendError::Full(())) => match timeout {
+                None => tx.reserve().await.map_err(|_| SendError::Closed)?,
+                Some(t) => match tokio::time::timeout(t, tx.reserve()).await {
+                    Err(_) => return Err(SendError::Full),
+                    Ok(r) => r.map_err(|_| SendError::Closed)?,
+                },
             },
         };
         permit.send(b);

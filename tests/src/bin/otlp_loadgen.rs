@@ -9,9 +9,11 @@
 //! `--rate` spans per second or as fast as the server answers. It prints the
 //! spans and requests sent, the errors by kind and the achieved rate.
 //!
-//! `otlp_loadgen decode` prost-decodes the same encoded requests in a loop on
-//! the calling thread and prints spans decoded per second: the ceiling of any
-//! receiver built on prost (pin it to one core with `taskset`).
+//! `otlp_loadgen decode` decodes the same encoded requests in a loop on the
+//! calling thread and prints spans decoded (and dropped) per CPU-second: with
+//! `--decoder prost` the ceiling of any receiver built on prost's generated
+//! decoder, with `--decoder magpie` that of the `otlp` receiver's trace
+//! decoder (pin it to one core with `taskset`).
 
 use anyhow::{Context as _, bail};
 use bytes::{BufMut, Bytes};
@@ -75,8 +77,19 @@ struct SendArgs {
     concurrency: usize,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DecoderKind {
+    /// `prost::Message::decode` as generated.
+    Prost,
+    /// The `otlp` receiver's trace decoder (exactly sized repeated fields).
+    Magpie,
+}
+
 #[derive(clap::Args)]
 struct DecodeArgs {
+    /// Which decoder to run.
+    #[arg(long, value_enum, default_value = "prost")]
+    decoder: DecoderKind,
     /// Spans per export request.
     #[arg(long, default_value_t = 1000)]
     spans_per_request: usize,
@@ -201,22 +214,39 @@ fn decode(args: &DecodeArgs) -> anyhow::Result<()> {
     let requests = encoded_requests(args.spans_per_request);
     let bytes_per_request = requests[0].len();
     let started = Instant::now();
+    let cpu_started = thread_cpu()?;
     let mut spans = 0u64;
     let mut decoded = 0u64;
     while started.elapsed() < args.duration {
         for body in &requests {
-            let request = ExportTraceServiceRequest::decode(body.clone()).context("decoding a request")?;
+            let request = match args.decoder {
+                DecoderKind::Prost => ExportTraceServiceRequest::decode(&body[..]).context("decoding a request")?,
+                DecoderKind::Magpie => magpie_receivers::otlp::decode_traces(body).context("decoding a request")?,
+            };
             spans += magpie_core::batch::span_count(&request.resource_spans) as u64;
             decoded += 1;
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    // CPU time, not wall time: other processes on the core must not lower the ceiling.
+    let cpu = (thread_cpu()? - cpu_started).as_secs_f64();
     println!(
-        "decode spans_per_request={} bytes_per_request={bytes_per_request} requests={decoded} spans={spans} seconds={secs:.3} spans_per_s={:.0}",
+        "decode decoder={} spans_per_request={} bytes_per_request={bytes_per_request} requests={decoded} spans={spans} seconds={secs:.3} cpu_seconds={cpu:.3} spans_per_cpu_s={:.0}",
+        match args.decoder {
+            DecoderKind::Prost => "prost",
+            DecoderKind::Magpie => "magpie",
+        },
         args.spans_per_request,
-        spans as f64 / secs
+        spans as f64 / cpu
     );
     Ok(())
+}
+
+/// CPU time this thread has used (`/proc/thread-self/schedstat`, in ns).
+fn thread_cpu() -> anyhow::Result<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").context("reading /proc/thread-self/schedstat")?;
+    let ns = text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok());
+    ns.map(Duration::from_nanos).context("parsing /proc/thread-self/schedstat")
 }
 
 /// Counters shared by the senders.
@@ -281,6 +311,8 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             Sender::Grpc(tonic::client::Grpc::new(channel))
         }
         Protocol::Http => {
+            // Plain HTTP only, but reqwest wants a TLS provider all the same.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let client = reqwest::Client::builder()
                 .http1_only()
                 .tcp_nodelay(true)
