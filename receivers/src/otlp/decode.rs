@@ -223,6 +223,7 @@ mod tests {
                     values: vec![AnyValue { value: Some(any_value::Value::IntValue(7)) }],
                 })),
             }),
+            ..Default::default()
         };
         Span {
             trace_id: vec![1; 16],
@@ -267,7 +268,8 @@ mod tests {
             spans: vec![rich_span(), Span::default()],
             schema_url: "https://opentelemetry.io/schemas/1.27.0".into(),
         });
-        rs[1].resource = Some(Resource { attributes: vec![kv_str("service.name", "x")], ..Default::default() });
+        rs[1].resource =
+            Some(Resource { attributes: vec![kv_str("service.name", "x")], ..Default::default() });
         rs.push(ResourceSpans::default());
         check(&ExportTraceServiceRequest { resource_spans: rs });
     }
@@ -316,10 +318,15 @@ mod tests {
         // A deeply nested attribute value hits prost's recursion limit, not the stack.
         let mut value = AnyValue { value: Some(any_value::Value::IntValue(1)) };
         for _ in 0..200 {
-            value = AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![value] })) };
+            value =
+                AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![value] })) };
         }
         let mut rs = testdata::spans(1, 1);
-        rs[0].scope_spans[0].spans[0].attributes.push(KeyValue { key: "deep".into(), value: Some(value) });
+        rs[0].scope_spans[0].spans[0].attributes.push(KeyValue {
+            key: "deep".into(),
+            value: Some(value),
+            ..Default::default()
+        });
         check_err(&ExportTraceServiceRequest { resource_spans: rs }.encode_to_vec());
     }
 }

@@ -26,8 +26,8 @@ use magpie_core::proto::trace::v1::status::StatusCode;
 use magpie_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
@@ -160,7 +160,11 @@ fn build_request(seed: u64, spans: usize) -> ExportTraceServiceRequest {
             Span {
                 trace_id: [trace.to_be_bytes(), (!trace).to_be_bytes()].concat(),
                 span_id: (id | (1 << 63)).to_be_bytes().to_vec(),
-                parent_span_id: if n % 8 == 0 { Vec::new() } else { ((id - 1) | (1 << 63)).to_be_bytes().to_vec() },
+                parent_span_id: if n % 8 == 0 {
+                    Vec::new()
+                } else {
+                    ((id - 1) | (1 << 63)).to_be_bytes().to_vec()
+                },
                 name: format!("POST {route}"),
                 kind: if n % 8 == 0 { SpanKind::Server } else { SpanKind::Internal } as i32,
                 start_time_unix_nano: start,
@@ -187,7 +191,10 @@ fn build_request(seed: u64, spans: usize) -> ExportTraceServiceRequest {
                     Event {
                         time_unix_nano: start + 900_000,
                         name: "llm.first_token".to_string(),
-                        attributes: vec![i("gen_ai.usage.input_tokens", 1234), i("gen_ai.usage.output_tokens", 87)],
+                        attributes: vec![
+                            i("gen_ai.usage.input_tokens", 1234),
+                            i("gen_ai.usage.output_tokens", 87),
+                        ],
                         ..Default::default()
                     },
                 ],
@@ -207,7 +214,9 @@ fn build_request(seed: u64, spans: usize) -> ExportTraceServiceRequest {
 
 /// `DISTINCT_REQUESTS` encoded requests of `spans` spans each.
 fn encoded_requests(spans: usize) -> Vec<Bytes> {
-    (0..DISTINCT_REQUESTS as u64).map(|seed| Bytes::from(build_request(seed, spans).encode_to_vec())).collect()
+    (0..DISTINCT_REQUESTS as u64)
+        .map(|seed| Bytes::from(build_request(seed, spans).encode_to_vec()))
+        .collect()
 }
 
 fn decode(args: &DecodeArgs) -> anyhow::Result<()> {
@@ -220,8 +229,12 @@ fn decode(args: &DecodeArgs) -> anyhow::Result<()> {
     while started.elapsed() < args.duration {
         for body in &requests {
             let request = match args.decoder {
-                DecoderKind::Prost => ExportTraceServiceRequest::decode(&body[..]).context("decoding a request")?,
-                DecoderKind::Magpie => magpie_receivers::otlp::decode_traces(body).context("decoding a request")?,
+                DecoderKind::Prost => {
+                    ExportTraceServiceRequest::decode(&body[..]).context("decoding a request")?
+                }
+                DecoderKind::Magpie => {
+                    magpie_receivers::otlp::decode_traces(body).context("decoding a request")?
+                }
             };
             spans += magpie_core::batch::span_count(&request.resource_spans) as u64;
             decoded += 1;
@@ -244,7 +257,8 @@ fn decode(args: &DecodeArgs) -> anyhow::Result<()> {
 
 /// CPU time this thread has used (`/proc/thread-self/schedstat`, in ns).
 fn thread_cpu() -> anyhow::Result<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").context("reading /proc/thread-self/schedstat")?;
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("reading /proc/thread-self/schedstat")?;
     let ns = text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok());
     ns.map(Duration::from_nanos).context("parsing /proc/thread-self/schedstat")
 }
@@ -293,7 +307,9 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     }
     let rate: Option<f64> = match args.rate.as_str() {
         "max" => None,
-        r => Some(r.parse::<f64>().ok().filter(|r| *r > 0.0).context("--rate takes spans per second or `max`")?),
+        r => Some(
+            r.parse::<f64>().ok().filter(|r| *r > 0.0).context("--rate takes spans per second or `max`")?,
+        ),
     };
     if !(args.endpoint.starts_with("127.") || args.endpoint.starts_with("localhost:")) {
         bail!("--endpoint must be a loopback address (127.x.x.x:port), got {}", args.endpoint);
@@ -333,7 +349,8 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     let counts = Arc::new(Counts::default());
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..args.concurrency {
-        let (sender, requests, pacer, counts) = (sender.clone(), requests.clone(), pacer.clone(), counts.clone());
+        let (sender, requests, pacer, counts) =
+            (sender.clone(), requests.clone(), pacer.clone(), counts.clone());
         workers.spawn(async move {
             let mut k = w;
             while pacer.next().await.is_some() {
