@@ -201,8 +201,9 @@ verify_rotel() { # protocol
   line=$(loadgen "$protocol" "$port" 100 2000 2)
   sleep 1
   stop_server
-  logged=$(grep -hoE 'spans: [0-9]+|span_count=[0-9]+|[0-9]+ spans' "$WORK/rotel-verify.out" "$WORK/rotel-verify.log" 2>/dev/null |
-    grep -oE '[0-9]+' | awk '{ n += $1 } END { print n + 0 }')
+  # Its debug log has one "Received traces. ... spans=N" line per request (with colour codes).
+  logged=$(cat "$WORK/rotel-verify.out" "$WORK/rotel-verify.log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' |
+    grep -oE '[[:space:]]spans=[0-9]+' | grep -oE '[0-9]+' | awk '{ n += $1 } END { print n + 0 }')
   [ "$logged" = "$(field spans <<<"$line")" ] ||
     die "rotel logged $logged spans over $protocol but the generator had $(field spans <<<"$line") accepted; see $WORK/rotel-verify.out"
   say "rotel received all $logged spans over $protocol"
