@@ -224,7 +224,10 @@ done
 say "decode-only ceiling (prost, one core)"
 DECODE="$WORK/decode.txt"
 for size in $SIZES; do
-  taskset -c "$SERVER_CPU" "$LOADGEN" decode --spans-per-request "$size" --duration 5s | tee -a "$DECODE" >&2
+  for decoder in prost magpie; do
+    taskset -c "$SERVER_CPU" "$LOADGEN" decode --decoder "$decoder" --spans-per-request "$size" --duration 5s |
+      tee -a "$DECODE" >&2
+  done
 done
 
 python3 - "$RESULTS" "$DECODE" "$FIXED_RATE" <<'EOF'
@@ -234,7 +237,7 @@ fixed = sys.argv[3]
 decode = {}
 for line in open(sys.argv[2]):
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
-    decode[f["spans_per_request"]] = float(f["spans_per_cpu_s"])
+    decode[(f["decoder"], f["spans_per_request"])] = float(f["spans_per_cpu_s"])
 def get(server, protocol, size, mode):
     for r in rows:
         if (r["server"], r["protocol"], r["spans_per_request"], r["mode"]) == (server, protocol, size, mode):
@@ -242,8 +245,9 @@ def get(server, protocol, size, mode):
     return None
 mib = lambda kib: f"{int(kib) / 1024:.1f}"
 print()
-print(f"| protocol | spans/req | Magpie spans/CPU-s | Rotel spans/CPU-s | ratio | decode ceiling | Magpie/ceiling "
-      f"| peak RSS MiB M / R | {int(fixed)//1000}k spans/s CPU% M / R | {int(fixed)//1000}k spans/s RSS MiB M / R | idle RSS MiB M / R |")
+k = f"{int(fixed) // 1000}k"
+print(f"| protocol | spans/req | Magpie spans/CPU-s | Rotel spans/CPU-s | Magpie/Rotel | prost decode ceiling | Magpie/ceiling "
+      f"| peak RSS MiB M / R | {k} spans/s CPU% M / R | {k} spans/s RSS MiB M / R | idle RSS MiB M / R |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for protocol in ["grpc", "http"]:
     for size in ["1000", "25"]:
@@ -254,13 +258,17 @@ for protocol in ["grpc", "http"]:
         ms = float(m["spans_per_cpu_s"]) if m else 0
         rs = float(r["spans_per_cpu_s"]) if r else 0
         ratio = f"{ms / rs:.2f}x" if ms and rs else "-"
-        ceil = decode.get(size)
+        ceil = decode.get(("prost", size))
         frac = f"{100 * ms / ceil:.0f}%" if ceil and ms else "-"
         pair = lambda a, b, k, fmt: f"{fmt(a[k]) if a else '-'} / {fmt(b[k]) if b else '-'}"
-        hwm = lambda a: a["hwm_kib"]
         print(f"| {protocol} | {size} | {ms:,.0f} | {rs:,.0f} | {ratio} | {ceil or 0:,.0f} | {frac} "
               f"| {pair(m, r, 'hwm_kib', mib)} | {pair(mf, rf, 'cpu_pct', str)} | {pair(mf, rf, 'rss_kib', mib)} "
               f"| {pair(m, r, 'idle_kib', mib)} |")
+print()
+for size in ["1000", "25"]:
+    p, m = decode.get(("prost", size)), decode.get(("magpie", size))
+    if p and m:
+        print(f"decode only, {size} spans/request, one core: prost {p:,.0f} spans/CPU-s, Magpie's decoder {m:,.0f} ({m / p:.2f}x)")
 errors = [r for r in rows if r["errors"] != "0"]
 for r in errors:
     print(f"warning: {r['server']} {r['protocol']} {r['spans_per_request']}/req {r['mode']}: {r['errors']} failed requests")
