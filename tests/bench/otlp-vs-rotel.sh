@@ -170,7 +170,7 @@ run_case() { # server protocol size
     cpu=$(awk -v a="$t0" -v b="$t1" -v t="$TICKS" 'BEGIN { printf "%.2f", (b - a) / t }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$protocol" "$size" "$mode" \
       "$spans" "$errors" "$cpu" "$wall" \
-      "$(awk -v s="$spans" -v c="$cpu" 'BEGIN { printf "%.0f", c > 0 ? s / c : 0 }')" \
+      "$(awk -v s="$spans" -v c="$cpu" 'BEGIN { printf "%.0f", (c > 0 ? s / c : 0) }')" \
       "$(awk -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.1f", 100 * c / w }')" \
       "$(status_kib "$SERVER_PID" VmRSS)" "$(status_kib "$SERVER_PID" VmHWM)" "$idle" >>"$RESULTS"
     say "$server $protocol $size/req rate=$mode: $line cpu_s=$cpu"
@@ -202,8 +202,8 @@ verify_rotel() { # protocol
   sleep 1
   stop_server
   # Its debug log has one "Received traces. ... spans=N" line per request (with colour codes).
-  logged=$(cat "$WORK/rotel-verify.out" "$WORK/rotel-verify.log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' |
-    grep -oE '[[:space:]]spans=[0-9]+' | grep -oE '[0-9]+' | awk '{ n += $1 } END { print n + 0 }')
+  logged=$(cat "$WORK"/rotel-verify.* | sed 's/\x1b\[[0-9;]*m//g' |
+    awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^spans=[0-9]+$/) { sub(/^spans=/, "", $i); n += $i } } END { print n + 0 }')
   [ "$logged" = "$(field spans <<<"$line")" ] ||
     die "rotel logged $logged spans over $protocol but the generator had $(field spans <<<"$line") accepted; see $WORK/rotel-verify.out"
   say "rotel received all $logged spans over $protocol"
