@@ -3,11 +3,12 @@
 # configs/bench-blackhole.yaml) against Rotel (`rotel-agent --exporter
 # blackhole`) under the same load from `otlp_loadgen`.
 #
-# For each server, protocol (gRPC, HTTP/protobuf) and request size (1000 and
-# 25 spans per request) it starts a fresh server pinned to one core, waits,
-# reads its idle RSS, then runs the generator pinned to another core twice:
-# at the maximum rate (spans per CPU-second of the server, peak RSS) and at a
-# fixed 10k spans/s (the server's CPU% and RSS). Server CPU time comes from
+# For each server, protocol (gRPC, HTTP/protobuf), request size (1000 and 25
+# spans per request) and rate (the maximum, then a fixed 10k spans/s) it
+# starts a fresh server pinned to one core, waits, reads its idle RSS, warms
+# up, and runs the generator pinned to another core: at the maximum rate for
+# spans per CPU-second of the server and peak RSS, at the fixed rate for the
+# server's CPU% and RSS. Server CPU time comes from
 # /proc/<pid>/stat (utime + stime of all threads) before and after each run,
 # RSS from /proc/<pid>/status (VmRSS, VmHWM). It ends with the prost
 # decode-only ceiling on one core and a table with the Magpie/Rotel ratios.
@@ -147,34 +148,30 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 RESULTS="$WORK/results.tsv"
 printf 'server\tprotocol\tspans_per_request\tmode\tspans\terrors\tcpu_s\twall_s\tspans_per_cpu_s\tcpu_pct\trss_kib\thwm_kib\tidle_kib\n' >"$RESULTS"
 
-run_case() { # server protocol size
-  local server=$1 protocol=$2 size=$3 port idle
+run_case() { # server protocol size mode: one fresh server, idle RSS, warm-up, one measured run
+  local server=$1 protocol=$2 size=$3 mode=$4 port idle line t0 t1 spans errors wall cpu sent_total=0
   start_server "$server"
   if [ "$protocol" = grpc ]; then port=$GRPC_PORT; else port=$HTTP_PORT; fi
   sleep "$IDLE_WAIT"
   idle=$(status_kib "$SERVER_PID" VmRSS)
-  local sent_total=0
-  for mode in max "$FIXED_RATE"; do
-    if [ "$WARMUP" != 0 ]; then
-      line=$(loadgen "$protocol" "$port" "$size" "$mode" "$WARMUP")
-      sent_total=$((sent_total + $(field spans <<<"$line")))
-    fi
-    local t0 t1 line spans errors wall cpu
-    t0=$(cpu_ticks "$SERVER_PID")
-    line=$(loadgen "$protocol" "$port" "$size" "$mode" "$DURATION")
-    t1=$(cpu_ticks "$SERVER_PID")
-    spans=$(field spans <<<"$line")
-    errors=$(field errors <<<"$line")
-    wall=$(field seconds <<<"$line")
-    sent_total=$((sent_total + spans))
-    cpu=$(awk -v a="$t0" -v b="$t1" -v t="$TICKS" 'BEGIN { printf "%.2f", (b - a) / t }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$protocol" "$size" "$mode" \
-      "$spans" "$errors" "$cpu" "$wall" \
-      "$(awk -v s="$spans" -v c="$cpu" 'BEGIN { printf "%.0f", (c > 0 ? s / c : 0) }')" \
-      "$(awk -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.1f", 100 * c / w }')" \
-      "$(status_kib "$SERVER_PID" VmRSS)" "$(status_kib "$SERVER_PID" VmHWM)" "$idle" >>"$RESULTS"
-    say "$server $protocol $size/req rate=$mode: $line cpu_s=$cpu"
-  done
+  if [ "$WARMUP" != 0 ]; then
+    line=$(loadgen "$protocol" "$port" "$size" "$mode" "$WARMUP")
+    sent_total=$(field spans <<<"$line")
+  fi
+  t0=$(cpu_ticks "$SERVER_PID")
+  line=$(loadgen "$protocol" "$port" "$size" "$mode" "$DURATION")
+  t1=$(cpu_ticks "$SERVER_PID")
+  spans=$(field spans <<<"$line")
+  errors=$(field errors <<<"$line")
+  wall=$(field seconds <<<"$line")
+  sent_total=$((sent_total + spans))
+  cpu=$(awk -v a="$t0" -v b="$t1" -v t="$TICKS" 'BEGIN { printf "%.2f", (b - a) / t }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$protocol" "$size" "$mode" \
+    "$spans" "$errors" "$cpu" "$wall" \
+    "$(awk -v s="$spans" -v c="$cpu" 'BEGIN { printf "%.0f", (c > 0 ? s / c : 0) }')" \
+    "$(awk -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.1f", 100 * c / w }')" \
+    "$(status_kib "$SERVER_PID" VmRSS)" "$(status_kib "$SERVER_PID" VmHWM)" "$idle" >>"$RESULTS"
+  say "$server $protocol $size/req rate=$mode: $line cpu_s=$cpu idle_kib=$idle"
   if [ "$server" = magpie ]; then
     # The batch processor flushes within its 200ms timeout.
     sleep 1
@@ -215,8 +212,10 @@ fi
 
 for protocol in $PROTOCOLS; do
   for size in $SIZES; do
-    for server in $SERVERS; do
-      run_case "$server" "$protocol" "$size"
+    for mode in max "$FIXED_RATE"; do
+      for server in $SERVERS; do
+        run_case "$server" "$protocol" "$size" "$mode"
+      done
     done
   done
 done
