@@ -81,7 +81,7 @@ struct SendArgs {
 enum DecoderKind {
     /// `prost::Message::decode` as generated.
     Prost,
-    /// The `otlp` receiver's trace decoder (exactly sized repeated fields).
+    /// The `otlp` receiver's trace decoder (spans presized per scope).
     Magpie,
 }
 
