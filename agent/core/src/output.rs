@@ -109,11 +109,16 @@ async fn send_all(
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut permits = Vec::with_capacity(senders.len());
     for tx in senders {
-        let permit = match deadline {
-            None => tx.reserve().await.map_err(|_| SendError::Closed)?,
-            Some(d) => match tokio::time::timeout_at(d, tx.reserve()).await {
-                Err(_) => return Err(SendError::Full),
-                Ok(r) => r.map_err(|_| SendError::Closed)?,
+        // Room now is the common case: take it without arming a timer.
+        let permit = match tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(SendError::Closed),
+            Err(mpsc::error::TrySendError::Full(())) => match deadline {
+                None => tx.reserve().await.map_err(|_| SendError::Closed)?,
+                Some(d) => match tokio::time::timeout_at(d, tx.reserve()).await {
+                    Err(_) => return Err(SendError::Full),
+                    Ok(r) => r.map_err(|_| SendError::Closed)?,
+                },
             },
         };
         permits.push(permit);

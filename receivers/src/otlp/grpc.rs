@@ -205,7 +205,11 @@ impl<R: ExportRequest> Decoder for RequestDecoder<R> {
     type Error = tonic::Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<R>, tonic::Status> {
-        match R::decode(buf) {
+        // The message is contiguous in tonic's buffer: take it as `Bytes`
+        // (no copy) and decode from the slice, which is cheaper for prost
+        // than advancing tonic's buffer field by field.
+        let message = bytes::Buf::copy_to_bytes(buf, bytes::Buf::remaining(buf));
+        match R::decode_proto(&message) {
             Ok(request) => Ok(Some(request)),
             Err(e) => {
                 let description = e.to_string();

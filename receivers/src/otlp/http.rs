@@ -238,7 +238,7 @@ impl HttpState {
     async fn export<R: ExportRequest>(&self, format: Format, bytes: Bytes) -> Response {
         let reply = Reply(format);
         let decoded = match format {
-            Format::Protobuf => R::decode(bytes).map_err(|e| e.to_string()),
+            Format::Protobuf => R::decode_proto(&bytes).map_err(|e| e.to_string()),
             Format::Json => serde_json::from_slice::<R>(&bytes).map_err(|e| e.to_string()),
         };
         let request = match decoded {

@@ -6,6 +6,7 @@
 //! [`Output`]; it must not depend on HTTP, gRPC or any server code, so the
 //! filtering rules are pure functions with unit tests.
 
+use super::decode::DecodeProto;
 use super::status::{Detail, Failure};
 use magpie_core::output::SendError;
 use magpie_core::proto::collector::logs::v1::{
@@ -37,7 +38,7 @@ pub struct Rejection {
 
 /// One of the three OTLP export requests.
 pub trait ExportRequest:
-    prost::Message + Default + serde::de::DeserializeOwned + Send + Sized + 'static
+    prost::Message + DecodeProto + Default + serde::de::DeserializeOwned + Send + Sized + 'static
 {
     type Response: prost::Message + Default + Send + 'static;
     const SIGNAL: Signal;

@@ -11,6 +11,7 @@
 //! # Layout
 //!
 //! - this file: the config, its checks and the [`OtlpReceiver`].
+//! - [`decode`](self::decode): protobuf decoding of requests; traces with exactly sized `Vec`s.
 //! - [`ingest`](self::ingest): what both transports do with a decoded request.
 //! - [`grpc`](self::grpc): the gRPC services.
 //! - [`http`](self::http): the OTLP/HTTP handler, body limits and decompression.
@@ -23,11 +24,14 @@
 
 mod auth;
 mod cors;
+mod decode;
 mod grpc;
 mod http;
 mod ingest;
 mod serve;
 mod status;
+
+pub use decode::decode_traces;
 
 use magpie_core::config::{Secret, duration};
 use magpie_core::{ComponentError, ComponentId, Receiver, ReceiverContext};
