@@ -218,11 +218,11 @@ struct Validator {
     broken: BTreeSet<(ComponentKind, ComponentId)>,
 }
 
-/// How each pipeline uses one component (for the usage checks).
+/// Where pipelines use one component as a receiver or exporter (a
+/// component with an entry at all is used; connectors need both sides).
 #[derive(Default)]
 struct Uses {
     as_receiver: Vec<(PipelineId, Location)>,
-    as_processor: Vec<(PipelineId, Location)>,
     as_exporter: Vec<(PipelineId, Location)>,
 }
 
@@ -503,7 +503,7 @@ impl Validator {
                     }
                     match field {
                         "receivers" => u.as_receiver.push((id.clone(), loc.clone())),
-                        "processors" => u.as_processor.push((id.clone(), loc.clone())),
+                        "processors" => {}
                         _ => u.as_exporter.push((id.clone(), loc.clone())),
                     }
                     target.push(cid);
@@ -827,14 +827,15 @@ fn route_list(routes: &[(Signal, Signal)]) -> String {
     format!("it joins {}", r.join(", "))
 }
 
-type Path_ = Vec<(Option<ComponentId>, PipelineId)>;
+/// A walk through pipelines: each step the connector crossed and the pipeline reached.
+type CyclePath = Vec<(Option<ComponentId>, PipelineId)>;
 
 fn find_cycle(
     target: &PipelineId,
     edges: &BTreeMap<PipelineId, Vec<(ComponentId, PipelineId)>>,
-    path: &mut Path_,
+    path: &mut CyclePath,
     seen: &mut BTreeSet<PipelineId>,
-) -> Option<Path_> {
+) -> Option<CyclePath> {
     let current = path.last().map(|(_, p)| p.clone())?;
     for (c, next) in edges.get(&current).map(Vec::as_slice).unwrap_or_default() {
         path.push((Some(c.clone()), next.clone()));
