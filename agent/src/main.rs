@@ -9,6 +9,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::sync::mpsc;
 
+/// mimalloc instead of the system allocator: decoding OTLP makes one heap
+/// allocation per string, id and list of every span, and glibc's malloc and
+/// free were half the receive path's CPU time (ARCHITECTURE.md). Build with
+/// `--no-default-features` for the system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Magpie: an OpenTelemetry-native telemetry agent for web apps with LLM/RAG
 /// backends on PostgreSQL and Redis.
 ///

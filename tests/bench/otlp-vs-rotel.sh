@@ -26,7 +26,8 @@
 #   ROTEL_VERSION     the rotel wheel installed from PyPI (default 0.0.1a15)
 #   SERVERS           which servers to run (default "magpie rotel")
 #   PROTOCOLS         default "grpc http"; SIZES default "1000 25"
-#   MAGPIE_ENV        extra environment for magpie, e.g. "MALLOC_ARENA_MAX=1"
+#   MAGPIE_ENV        extra environment for magpie, e.g. "MIMALLOC_PURGE_DELAY=0"
+#   MAGPIE_BIN        a magpie binary to measure instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -46,6 +47,7 @@ SERVERS=${SERVERS:-magpie rotel}
 PROTOCOLS=${PROTOCOLS:-grpc http}
 SIZES=${SIZES:-1000 25}
 MAGPIE_ENV=${MAGPIE_ENV:-}
+MAGPIE_BIN=${MAGPIE_BIN:-}
 
 for tool in taskset python3 curl; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (Debian: apt-get install util-linux python3 python3-venv curl)"
@@ -62,10 +64,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "building magpie and otlp_loadgen (release)"
-cargo build --release -p magpie --bin magpie
+if [ -z "$MAGPIE_BIN" ]; then
+  say "building magpie (release)"
+  cargo build --release -p magpie --bin magpie
+fi
+say "building otlp_loadgen (release)"
 cargo build --release -p magpie-tests --bin otlp_loadgen
-MAGPIE="$TARGET_DIR/release/magpie"
+MAGPIE=${MAGPIE_BIN:-$TARGET_DIR/release/magpie}
 LOADGEN="$TARGET_DIR/release/otlp_loadgen"
 
 VENV="$TARGET_DIR/bench/rotel-venv"

@@ -2,24 +2,29 @@
 //!
 //! Metrics and logs requests are decoded by prost as generated. Trace
 //! requests, the bulk of what an app sends, go through [`decode_traces`]: it
-//! walks the two envelope levels above the spans (request and resource)
-//! itself, counts the spans of each scope before decoding them, and has prost
-//! merge the scope into a `Vec` of exactly that capacity; every other field
-//! is handed to prost's generated `merge_field`. The result is the same
-//! `ExportTraceServiceRequest` prost builds (a test checks it field for
-//! field). What it saves: a growing `Vec<Span>` of a 1000-span request
-//! doubles ten times up to 270 KB, and above glibc's mmap threshold each
-//! step is an mmap, a copy of every span so far and an munmap; the profile
-//! of the receive path showed those reallocations and the fast-bin
-//! consolidations their frees trigger among its largest costs. Below the
-//! spans, prost's own decoding measured fastest, so nothing else is custom.
+//! walks the envelope levels above the spans (request, resource, scope)
+//! itself, counts the repeated fields of each level before decoding them, and
+//! reserves vectors of exactly that capacity: resources, scopes, spans, and
+//! each span's attributes, events and links. Everything else, from the
+//! span's own fields down, is prost's generated decoding, merging into the
+//! reserved room. The result is the same `ExportTraceServiceRequest` prost
+//! builds (a test checks it field for field).
+//!
+//! What it saves: a growing `Vec<Span>` of a 1000-span request doubles ten
+//! times up to 270 KB, a copy of every span so far at each step (under
+//! glibc's allocator also an mmap and an munmap); and vectors grown by
+//! doubling hold unused room (ten attributes in room for sixteen) for as
+//! long as the batch processor holds the spans: exact attribute, event and
+//! link vectors cut the receiver's anonymous memory at 10k spans/s by 13%.
+//! Walking the fields of every span or event itself measured slower than
+//! prost, so the custom part stops at counting.
 //!
 //! It uses prost's `encoding` module and `Message::merge_field`, which the
 //! generated code itself calls; prost is pinned at 0.14 by
 //! `opentelemetry-proto`. It must not depend on any server code.
 
 use magpie_core::proto::collector::trace::v1::ExportTraceServiceRequest;
-use magpie_core::proto::trace::v1::{ResourceSpans, ScopeSpans};
+use magpie_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 
@@ -82,9 +87,27 @@ fn scope_spans(buf: &[u8]) -> Result<ScopeSpans, DecodeError> {
     let mut s = ScopeSpans::default();
     let [spans] = count(buf, [2])?;
     s.spans.reserve_exact(spans);
-    // Merging appends repeated fields: the spans fill the reserved capacity.
-    s.merge(buf)?;
+    fields(&mut s, buf, |s, tag, body| match tag {
+        2 => Some(span(body).map(|span| s.spans.push(span))),
+        _ => None,
+    })?;
     Ok(s)
+}
+
+/// A span whose attributes, events and links fill vectors of exactly their
+/// count. Grown by doubling, ten attributes sit in room for sixteen and two
+/// events in room for four, memory held unused for as long as the batch
+/// holds the span. (Presizing each event's attributes too, through a walk of
+/// the span's fields here, cost a fifth of the decoder's speed.)
+fn span(buf: &[u8]) -> Result<Span, DecodeError> {
+    let mut span = Span::default();
+    let [attributes, events, links] = count(buf, [9, 11, 13])?;
+    span.attributes.reserve_exact(attributes);
+    span.events.reserve_exact(events);
+    span.links.reserve_exact(links);
+    // Merging appends repeated fields: prost pushes into the reserved room.
+    span.merge(buf)?;
+    Ok(span)
 }
 
 /// The body of a length-delimited field, after its key.
@@ -145,7 +168,6 @@ mod tests {
     use magpie_core::otlp::{kv_int, kv_str, testdata};
     use magpie_core::proto::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value};
     use magpie_core::proto::resource::v1::Resource;
-    use magpie_core::proto::trace::v1::Span;
     use magpie_core::proto::trace::v1::Status;
     use magpie_core::proto::trace::v1::span::{Event, Link};
 
@@ -162,6 +184,11 @@ mod tests {
             assert_eq!(r.scope_spans.capacity(), r.scope_spans.len());
             for s in &r.scope_spans {
                 assert_eq!(s.spans.capacity(), s.spans.len());
+                for span in &s.spans {
+                    assert_eq!(span.attributes.capacity(), span.attributes.len());
+                    assert_eq!(span.events.capacity(), span.events.len());
+                    assert_eq!(span.links.capacity(), span.links.len());
+                }
             }
         }
     }
