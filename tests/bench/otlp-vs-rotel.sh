@@ -8,10 +8,11 @@
 # starts a fresh server pinned to one core, waits, reads its idle RSS, warms
 # up, and runs the generator pinned to another core: at the maximum rate for
 # spans per CPU-second of the server and peak RSS, at the fixed rate for the
-# server's CPU% and RSS. Server CPU time comes from
-# /proc/<pid>/stat (utime + stime of all threads) before and after each run,
-# RSS from /proc/<pid>/status (VmRSS, VmHWM). It ends with the prost
-# decode-only ceiling on one core and a table with the Magpie/Rotel ratios.
+# server's CPU% and RSS. Server CPU time comes from /proc/<pid>/stat
+# (utime + stime of all threads) before and after each run, RSS from
+# /proc/<pid>/status (VmRSS, VmHWM, and RssFile + RssAnon). It ends with the
+# prost decode-only ceiling on one core and a table with the Magpie/Rotel
+# ratios.
 #
 # Usage: tests/bench/otlp-vs-rotel.sh
 # Environment (all optional):
@@ -151,7 +152,7 @@ loadgen() { # protocol port spans rate seconds; prints the generator's line
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 
 RESULTS="$WORK/results.tsv"
-printf 'server\tprotocol\tspans_per_request\tmode\tspans\terrors\tcpu_s\twall_s\tspans_per_cpu_s\tcpu_pct\trss_kib\thwm_kib\tidle_kib\n' >"$RESULTS"
+printf 'server\tprotocol\tspans_per_request\tmode\tspans\terrors\tcpu_s\twall_s\tspans_per_cpu_s\tcpu_pct\trss_kib\thwm_kib\tidle_kib\tfile_kib\tanon_kib\n' >"$RESULTS"
 
 run_case() { # server protocol size mode: one fresh server, idle RSS, warm-up, one measured run
   local server=$1 protocol=$2 size=$3 mode=$4 port idle line t0 t1 spans errors wall cpu sent_total=0
@@ -171,11 +172,12 @@ run_case() { # server protocol size mode: one fresh server, idle RSS, warm-up, o
   wall=$(field seconds <<<"$line")
   sent_total=$((sent_total + spans))
   cpu=$(awk -v a="$t0" -v b="$t1" -v t="$TICKS" 'BEGIN { printf "%.2f", (b - a) / t }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$protocol" "$size" "$mode" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$protocol" "$size" "$mode" \
     "$spans" "$errors" "$cpu" "$wall" \
     "$(awk -v s="$spans" -v c="$cpu" 'BEGIN { printf "%.0f", (c > 0 ? s / c : 0) }')" \
     "$(awk -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.1f", 100 * c / w }')" \
-    "$(status_kib "$SERVER_PID" VmRSS)" "$(status_kib "$SERVER_PID" VmHWM)" "$idle" >>"$RESULTS"
+    "$(status_kib "$SERVER_PID" VmRSS)" "$(status_kib "$SERVER_PID" VmHWM)" "$idle" \
+    "$(status_kib "$SERVER_PID" RssFile)" "$(status_kib "$SERVER_PID" RssAnon)" >>"$RESULTS"
   say "$server $protocol $size/req rate=$mode: $line cpu_s=$cpu idle_kib=$idle"
   if [ "$server" = magpie ]; then
     # The batch processor flushes within its 200ms timeout.
@@ -268,6 +270,12 @@ for protocol in ["grpc", "http"]:
         print(f"| {protocol} | {size} | {ms:,.0f} | {rs:,.0f} | {ratio} | {ceil or 0:,.0f} | {frac} "
               f"| {pair(m, r, 'hwm_kib', mib)} | {pair(mf, rf, 'cpu_pct', str)} | {pair(mf, rf, 'rss_kib', mib)} "
               f"| {pair(m, r, 'idle_kib', mib)} |")
+print()
+print(f"RSS at {k} spans/s, mapped from files (mostly the binary's code) + anonymous (heap), MiB:")
+for r in rows:
+    if r["mode"] == fixed:
+        print(f"  {r['server']} {r['protocol']} {r['spans_per_request']}/req: "
+              f"{mib(r['file_kib'])} + {mib(r['anon_kib'])} = {mib(r['rss_kib'])}")
 print()
 for size in ["1000", "25"]:
     p, m = decode.get(("prost", size)), decode.get(("magpie", size))
