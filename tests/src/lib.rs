@@ -1,6 +1,7 @@
 //! Shared helpers for Magpie's integration tests: parsing configs from text,
-//! unique names so tests run in parallel, locating the built binary, and
-//! throwaway PostgreSQL clusters a test may stop and start.
+//! unique names so tests run in parallel, locating the built binary,
+//! throwaway PostgreSQL clusters a test may stop and start, and throwaway
+//! certificate authorities for TLS tests.
 
 pub mod interop;
 pub mod scrape;
@@ -42,6 +43,51 @@ pub fn magpie_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A certificate authority of one test's own, for servers whose certificate
+/// only that test trusts.
+pub struct TestCa {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    /// A new CA with a fresh key and a name of its own, so another CA is an
+    /// unknown issuer to a client that trusts this one (not the same issuer
+    /// with a bad signature).
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, unique("magpie test CA"));
+        let cert = params.self_signed(&key).expect("CA certificate");
+        TestCa { pem: cert.pem(), issuer: Issuer::new(params, key) }
+    }
+
+    /// The CA's certificate, as PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A server certificate for `names` (host names or IP addresses) signed
+    /// by this CA, as PEM: (certificate, private key).
+    pub fn issue(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .expect("server certificate parameters")
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        TestCa::new()
+    }
 }
 
 /// An HTTP client for tests (plain HTTP on loopback; the ring provider is

@@ -17,7 +17,7 @@ use magpie_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanK
 use magpie_core::testing::source;
 use magpie_core::{Batch, ComponentKind, Telemetry};
 use magpie_exporters::postgres::connect::{Connector, TlsConfig, TlsMode};
-use magpie_tests::{TempPostgres, magpie_bin, parse, postgres_client, postgres_url, signal, unique};
+use magpie_tests::{TempPostgres, TestCa, magpie_bin, parse, postgres_client, postgres_url, signal, unique};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -209,27 +209,13 @@ async fn an_agent_started_while_postgres_is_down_catches_up() {
     assert_eq!(topology.shutdown(Duration::from_secs(10)).await.undelivered_items, 0);
 }
 
-/// A CA and a server certificate for `db.internal`, as PEM: (ca, cert, key).
-fn certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "magpie test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert =
-        CertificateParams::new(vec!["db.internal".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
 #[tokio::test]
 async fn tls_modes_against_a_server_with_its_own_ca() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pg = TempPostgres::init("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-    let (ca, cert, key) = certificates();
-    let (other_ca, _, _) = certificates();
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["db.internal"]);
+    let other_ca = TestCa::new();
     let data = format!("{}/data", pg.dir());
     std::fs::write(format!("{data}/server.crt"), cert).unwrap();
     std::fs::write(format!("{data}/server.key"), key).unwrap();
@@ -238,8 +224,8 @@ async fn tls_modes_against_a_server_with_its_own_ca() {
     let certs = tempfile::tempdir().unwrap();
     let ca_file = certs.path().join("ca.pem");
     let other_file = certs.path().join("other.pem");
-    std::fs::write(&ca_file, ca).unwrap();
-    std::fs::write(&other_file, other_ca).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&other_file, other_ca.pem()).unwrap();
     pg.start();
 
     let by_name =
