@@ -131,6 +131,10 @@ fn labels(e: &Entry) -> String {
     }
 }
 
+/// The global allocator the `magpie` binary is built with (its `mimalloc`
+/// feature, on by default).
+const ALLOCATOR: &str = if cfg!(feature = "mimalloc") { "mimalloc" } else { "system" };
+
 /// The Prometheus text exposition of every counter.
 pub fn render(entries: &[Entry], started: Instant, process: &ProcessStats) -> String {
     type Pick = fn(&magpie_core::telemetry::StatsSnapshot) -> u64;
@@ -233,6 +237,11 @@ pub fn render(entries: &[Entry], started: Instant, process: &ProcessStats) -> St
     );
     let _ = writeln!(
         out,
+        "# HELP magpie_build_info The agent's version and the memory allocator it was built with.\n# TYPE magpie_build_info gauge\nmagpie_build_info{{version=\"{}\",allocator=\"{ALLOCATOR}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(
+        out,
         "# HELP magpie_process_uptime_seconds Seconds since the agent started.\n# TYPE magpie_process_uptime_seconds gauge\nmagpie_process_uptime_seconds {:.3}",
         started.elapsed().as_secs_f64()
     );
@@ -268,6 +277,11 @@ mod tests {
         );
         assert!(text.contains("magpie_component_up{component=\"otlp\",kind=\"receiver\"} 1\n"), "{text}");
         assert!(text.contains("magpie_process_resident_memory_bytes 10\n"), "{text}");
+        let build = format!(
+            "magpie_build_info{{version=\"{}\",allocator=\"{ALLOCATOR}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
         assert!(
             text.contains(
                 "# TYPE magpie_process_cpu_seconds_total counter\nmagpie_process_cpu_seconds_total 1.5\n"

@@ -104,6 +104,10 @@ async fn runs_the_default_config_serves_health_and_exits_0_on_sigterm() {
     ] {
         assert!(metrics.contains(family), "/metrics lacks {family}:\n{metrics}");
     }
+    // The binary as built by default links mimalloc (agent/Cargo.toml).
+    let build =
+        format!("magpie_build_info{{version=\"{}\",allocator=\"mimalloc\"}} 1\n", env!("CARGO_PKG_VERSION"));
+    assert!(metrics.contains(&build), "/metrics lacks {build}:\n{metrics}");
     assert!(agent.stop().success(), "exit 0 after SIGTERM");
     assert!(agent.log().iter().any(|l| l.contains("every pipeline drained")));
 }
