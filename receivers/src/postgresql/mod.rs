@@ -15,12 +15,12 @@
 pub mod stats;
 
 use crate::hostmetrics::{Enabled, MetricToggles, metric_problems};
+use magpie_core::ComponentError;
 use magpie_core::config::{Secret, duration};
 use magpie_core::otlp::{kv_int, kv_str, now_unix_nanos};
 use magpie_core::proto::common::v1::{InstrumentationScope, KeyValue};
 use magpie_core::proto::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use magpie_core::proto::resource::v1::Resource;
-use magpie_core::{ComponentError, ComponentId, Receiver, ReceiverContext};
 use serde::Deserialize;
 use stats::{Activity, Database, METRICS, Replica, Server, Snapshot, Statement, metrics, up_metric};
 use std::str::FromStr;
@@ -696,31 +696,17 @@ impl PostgresScraper {
 // The receiver.
 
 /// Scrapes one PostgreSQL server on a timer.
-pub struct PostgresqlReceiver {
-    config: PostgresqlConfig,
-    scraper: Option<PostgresScraper>,
-}
+pub type PostgresqlReceiver = crate::scrape::ScrapeReceiver<PostgresScraper>;
 
-impl PostgresqlReceiver {
-    pub fn new(config: &PostgresqlConfig) -> Self {
-        PostgresqlReceiver { config: config.clone(), scraper: None }
-    }
-}
+impl crate::scrape::FromConfig for PostgresScraper {
+    type Config = PostgresqlConfig;
 
-#[async_trait::async_trait]
-impl Receiver for PostgresqlReceiver {
-    /// Checks the config; the server may be down.
-    async fn start(&mut self, id: &ComponentId) -> Result<(), ComponentError> {
-        self.scraper = Some(PostgresScraper::new(&self.config, &id.to_string())?);
-        Ok(())
+    fn build(config: &PostgresqlConfig, component: &str) -> Result<Self, ComponentError> {
+        PostgresScraper::new(config, component)
     }
 
-    async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
-        let scraper = match self.scraper {
-            Some(s) => s,
-            None => PostgresScraper::new(&self.config, &ctx.id.to_string())?,
-        };
-        crate::scrape::run(scraper, self.config.collection_interval, ctx).await
+    fn interval(config: &PostgresqlConfig) -> Duration {
+        config.collection_interval
     }
 }
 

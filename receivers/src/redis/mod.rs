@@ -17,12 +17,12 @@ pub mod info;
 use crate::hostmetrics::{Enabled, MetricToggles, metric_problems};
 use ::redis as client;
 use info::{Info, METRICS, metrics, parse_info, up_metric};
+use magpie_core::ComponentError;
 use magpie_core::config::{Secret, duration};
 use magpie_core::otlp::{kv_str, now_unix_nanos};
 use magpie_core::proto::common::v1::{InstrumentationScope, KeyValue};
 use magpie_core::proto::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use magpie_core::proto::resource::v1::Resource;
-use magpie_core::{ComponentError, ComponentId, Receiver, ReceiverContext};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -367,31 +367,17 @@ fn resource_metrics(attributes: Vec<KeyValue>, metrics: Vec<Metric>) -> Resource
 // The receiver.
 
 /// Scrapes one Redis server on a timer.
-pub struct RedisReceiver {
-    config: RedisConfig,
-    scraper: Option<RedisScraper>,
-}
+pub type RedisReceiver = crate::scrape::ScrapeReceiver<RedisScraper>;
 
-impl RedisReceiver {
-    pub fn new(config: &RedisConfig) -> Self {
-        RedisReceiver { config: config.clone(), scraper: None }
-    }
-}
+impl crate::scrape::FromConfig for RedisScraper {
+    type Config = RedisConfig;
 
-#[async_trait::async_trait]
-impl Receiver for RedisReceiver {
-    /// Checks the config and builds the client; the server may be down.
-    async fn start(&mut self, id: &ComponentId) -> Result<(), ComponentError> {
-        self.scraper = Some(RedisScraper::new(&self.config, &id.to_string())?);
-        Ok(())
+    fn build(config: &RedisConfig, component: &str) -> Result<Self, ComponentError> {
+        RedisScraper::new(config, component)
     }
 
-    async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
-        let scraper = match self.scraper {
-            Some(s) => s,
-            None => RedisScraper::new(&self.config, &ctx.id.to_string())?,
-        };
-        crate::scrape::run(scraper, self.config.collection_interval, ctx).await
+    fn interval(config: &RedisConfig) -> Duration {
+        config.collection_interval
     }
 }
 
