@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
-use magpie_tests::scrape::{free_port, start, value};
+use magpie_tests::scrape::{Rig, free_port, start, value};
 use magpie_tests::unique;
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
@@ -18,6 +18,22 @@ fn url() -> String {
 }
 
 /// A connection with `application_name` set, its driver spawned.
+/// The database named in the shared server's URL.
+fn test_db() -> String {
+    url().parse::<tokio_postgres::Config>().unwrap().get_dbname().unwrap_or("postgres").to_string()
+}
+
+/// A `postgresql` receiver scraping the shared server and [`test_db`] every
+/// 200 ms.
+async fn start_on_shared_server() -> Rig {
+    let yaml = format!(
+        "  postgresql:\n    endpoint: {}\n    databases: [{}]\n    collection_interval: 200ms\n",
+        url(),
+        test_db()
+    );
+    start(&yaml, &["postgresql"]).await
+}
+
 async fn connect(app: &str) -> Client {
     let mut config: tokio_postgres::Config = url().parse().unwrap();
     config.application_name(app);
@@ -57,15 +73,8 @@ async fn connection_states_per_application_and_a_lock_wait_are_seen() {
         waiter
     });
 
-    let db = url().parse::<tokio_postgres::Config>().unwrap().get_dbname().unwrap_or("postgres").to_string();
-    let mut rig = start(
-        &format!(
-            "  postgresql:\n    endpoint: {}\n    databases: [{db}]\n    collection_interval: 200ms\n",
-            url()
-        ),
-        &["postgresql"],
-    )
-    .await;
+    let db = test_db();
+    let mut rig = start_on_shared_server().await;
     let count = |b: &[_], app: &str, state: &str| {
         value(
             b,
@@ -118,15 +127,8 @@ async fn cache_hit_ratio_follows_the_interval_and_statements_are_skipped_without
         .await
         .unwrap()
         .get(0);
-    let db = url().parse::<tokio_postgres::Config>().unwrap().get_dbname().unwrap_or("postgres").to_string();
-    let mut rig = start(
-        &format!(
-            "  postgresql:\n    endpoint: {}\n    databases: [{db}]\n    collection_interval: 200ms\n",
-            url()
-        ),
-        &["postgresql"],
-    )
-    .await;
+    let db = test_db();
+    let mut rig = start_on_shared_server().await;
     // Reading a catalog table over and over touches shared buffers.
     for _ in 0..50 {
         client.query("SELECT count(*) FROM pg_class", &[]).await.unwrap();
