@@ -12,12 +12,15 @@
 # (utime + stime of all threads) before and after each run, RSS from
 # /proc/<pid>/status (VmRSS, VmHWM, and RssFile + RssAnon). It ends with the
 # prost decode-only ceiling on one core and a table with the Magpie/Rotel
-# ratios.
+# ratios. With REPEAT > 1 every case runs that many times, Magpie and Rotel
+# alternating, and the table shows the median of each figure with the
+# spread of the figures the targets are about listed under it.
 #
 # Usage: tests/bench/otlp-vs-rotel.sh
 # Environment (all optional):
 #   CARGO_TARGET_DIR  where cargo builds (default: target/)
 #   DURATION          seconds per measured run (default 15)
+#   REPEAT            runs of every case; the table shows medians (default 3)
 #   WARMUP            seconds of load before each measured run (default 2)
 #   IDLE_WAIT         seconds between start and the idle RSS reading (default 3)
 #   FIXED_RATE        spans per second of the fixed-rate runs (default 10000)
@@ -37,6 +40,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 DURATION=${DURATION:-15}
+REPEAT=${REPEAT:-3}
 WARMUP=${WARMUP:-2}
 IDLE_WAIT=${IDLE_WAIT:-3}
 FIXED_RATE=${FIXED_RATE:-10000}
@@ -152,10 +156,10 @@ loadgen() { # protocol port spans rate seconds; prints the generator's line
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 
 RESULTS="$WORK/results.tsv"
-printf 'server\tprotocol\tspans_per_request\tmode\tspans\terrors\tcpu_s\twall_s\tspans_per_cpu_s\tcpu_pct\trss_kib\thwm_kib\tidle_kib\tfile_kib\tanon_kib\n' >"$RESULTS"
+printf 'run\tserver\tprotocol\tspans_per_request\tmode\tspans\terrors\tcpu_s\twall_s\tspans_per_cpu_s\tcpu_pct\trss_kib\thwm_kib\tidle_kib\tfile_kib\tanon_kib\n' >"$RESULTS"
 
-run_case() { # server protocol size mode: one fresh server, idle RSS, warm-up, one measured run
-  local server=$1 protocol=$2 size=$3 mode=$4 port idle line t0 t1 spans errors wall cpu sent_total=0
+run_case() { # run server protocol size mode: one fresh server, idle RSS, warm-up, one measured run
+  local run=$1 server=$2 protocol=$3 size=$4 mode=$5 port idle line t0 t1 spans errors wall cpu sent_total=0
   start_server "$server"
   if [ "$protocol" = grpc ]; then port=$GRPC_PORT; else port=$HTTP_PORT; fi
   sleep "$IDLE_WAIT"
@@ -172,13 +176,13 @@ run_case() { # server protocol size mode: one fresh server, idle RSS, warm-up, o
   wall=$(field seconds <<<"$line")
   sent_total=$((sent_total + spans))
   cpu=$(awk -v a="$t0" -v b="$t1" -v t="$TICKS" 'BEGIN { printf "%.2f", (b - a) / t }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$protocol" "$size" "$mode" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$server" "$protocol" "$size" "$mode" \
     "$spans" "$errors" "$cpu" "$wall" \
     "$(awk -v s="$spans" -v c="$cpu" 'BEGIN { printf "%.0f", (c > 0 ? s / c : 0) }')" \
     "$(awk -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.1f", 100 * c / w }')" \
     "$(status_kib "$SERVER_PID" VmRSS)" "$(status_kib "$SERVER_PID" VmHWM)" "$idle" \
     "$(status_kib "$SERVER_PID" RssFile)" "$(status_kib "$SERVER_PID" RssAnon)" >>"$RESULTS"
-  say "$server $protocol $size/req rate=$mode: $line cpu_s=$cpu idle_kib=$idle"
+  say "run $run/$REPEAT: $server $protocol $size/req rate=$mode: $line cpu_s=$cpu idle_kib=$idle"
   if [ "$server" = magpie ]; then
     # The batch processor flushes within its 200ms timeout.
     sleep 1
@@ -217,11 +221,13 @@ if [[ " $SERVERS " == *" rotel "* ]]; then
   for protocol in $PROTOCOLS; do verify_rotel "$protocol"; done
 fi
 
-for protocol in $PROTOCOLS; do
-  for size in $SIZES; do
-    for mode in max "$FIXED_RATE"; do
-      for server in $SERVERS; do
-        run_case "$server" "$protocol" "$size" "$mode"
+for run in $(seq "$REPEAT"); do
+  for protocol in $PROTOCOLS; do
+    for size in $SIZES; do
+      for mode in max "$FIXED_RATE"; do
+        for server in $SERVERS; do
+          run_case "$run" "$server" "$protocol" "$size" "$mode"
+        done
       done
     done
   done
@@ -237,9 +243,21 @@ for size in $SIZES; do
 done
 
 python3 - "$RESULTS" "$DECODE" "$FIXED_RATE" <<'EOF'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+import csv, statistics, sys
+runs = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 fixed = sys.argv[3]
+FIGURES = ["spans_per_cpu_s", "cpu_pct", "rss_kib", "hwm_kib", "idle_kib", "file_kib", "anon_kib"]
+# One row per case: the median of each figure over its runs, plus the runs.
+cases = {}
+for r in runs:
+    cases.setdefault((r["server"], r["protocol"], r["spans_per_request"], r["mode"]), []).append(r)
+rows = []
+for (server, protocol, size, mode), rs in cases.items():
+    row = {"server": server, "protocol": protocol, "spans_per_request": size, "mode": mode, "runs": rs,
+           "errors": str(sum(int(r["errors"]) for r in rs))}
+    for f in FIGURES:
+        row[f] = statistics.median(float(r[f]) for r in rs)
+    rows.append(row)
 decode = {}
 for line in open(sys.argv[2]):
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
@@ -249,12 +267,13 @@ def get(server, protocol, size, mode):
         if (r["server"], r["protocol"], r["spans_per_request"], r["mode"]) == (server, protocol, size, mode):
             return r
     return None
-mib = lambda kib: f"{int(kib) / 1024:.1f}"
+mib = lambda kib: f"{float(kib) / 1024:.1f}"
 print()
 k = f"{int(fixed) // 1000}k"
 print(f"| protocol | spans/req | Magpie spans/CPU-s | Rotel spans/CPU-s | Magpie/Rotel | prost decode ceiling | Magpie/ceiling "
       f"| peak RSS MiB M / R | {k} spans/s CPU% M / R | {k} spans/s RSS MiB M / R | idle RSS MiB M / R |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
+pct = lambda v: f"{float(v):.1f}"
 for protocol in ["grpc", "http"]:
     for size in ["1000", "25"]:
         m, r = get("magpie", protocol, size, "max"), get("rotel", protocol, size, "max")
@@ -268,7 +287,7 @@ for protocol in ["grpc", "http"]:
         frac = f"{100 * ms / ceil:.0f}%" if ceil and ms else "-"
         pair = lambda a, b, k, fmt: f"{fmt(a[k]) if a else '-'} / {fmt(b[k]) if b else '-'}"
         print(f"| {protocol} | {size} | {ms:,.0f} | {rs:,.0f} | {ratio} | {ceil or 0:,.0f} | {frac} "
-              f"| {pair(m, r, 'hwm_kib', mib)} | {pair(mf, rf, 'cpu_pct', str)} | {pair(mf, rf, 'rss_kib', mib)} "
+              f"| {pair(m, r, 'hwm_kib', mib)} | {pair(mf, rf, 'cpu_pct', pct)} | {pair(mf, rf, 'rss_kib', mib)} "
               f"| {pair(m, r, 'idle_kib', mib)} |")
 print()
 print(f"RSS at {k} spans/s, mapped from files (mostly the binary's code) + anonymous (heap), MiB:")
@@ -276,6 +295,17 @@ for r in rows:
     if r["mode"] == fixed:
         print(f"  {r['server']} {r['protocol']} {r['spans_per_request']}/req: "
               f"{mib(r['file_kib'])} + {mib(r['anon_kib'])} = {mib(r['rss_kib'])}")
+if any(len(r["runs"]) > 1 for r in rows):
+    print()
+    print(f"Each figure is the median of {max(len(r['runs']) for r in rows)} runs. Every run, in order:")
+    spread = lambda r, f, fmt: " ".join(fmt(x[f]) for x in r["runs"])
+    for r in rows:
+        if r["mode"] == "max":
+            print(f"  {r['server']} {r['protocol']} {r['spans_per_request']}/req spans/CPU-s: "
+                  f"{spread(r, 'spans_per_cpu_s', lambda v: f'{float(v):,.0f}')}")
+        else:
+            print(f"  {r['server']} {r['protocol']} {r['spans_per_request']}/req at {k} spans/s CPU%: "
+                  f"{spread(r, 'cpu_pct', pct)}; RSS MiB: {spread(r, 'rss_kib', mib)}")
 print()
 for size in ["1000", "25"]:
     p, m = decode.get(("prost", size)), decode.get(("magpie", size))
