@@ -420,6 +420,24 @@ pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
     }
 }
 
+/// A PostgreSQL server program: on PATH, else the newest under /usr/lib/postgresql
+/// (where Debian puts `initdb` and `pg_ctl`).
+pub fn pg_bin(name: &str) -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.exists()))
+        .unwrap_or_default();
+    if let Some(p) = on_path {
+        return p;
+    }
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin").join(name)).filter(|p| p.exists()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!("{name} not found: install the PostgreSQL server, e.g. `apt-get install -y postgresql postgresql-contrib`")
+    })
+}
+
 /// A throwaway PostgreSQL cluster in a temporary directory, on a free
 /// loopback port, that a test can stop and start (outages, TLS settings).
 /// `initdb` refuses to run as root, so as root the cluster runs as the
@@ -479,12 +497,13 @@ impl TempPostgres {
     }
 
     fn run(&self, program: &str, args: &[&str], as_server_user: bool) {
+        let bin = if as_server_user { pg_bin(program) } else { program.into() };
         let mut cmd = if as_server_user && self.as_root {
             let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--", program]);
+            c.args(["-u", "postgres", "--"]).arg(&bin);
             c
         } else {
-            std::process::Command::new(program)
+            std::process::Command::new(&bin)
         };
         let out = cmd.args(args).output().unwrap_or_else(|e| {
             panic!("running {program}: {e}; install PostgreSQL's server binaries (Debian: apt-get install postgresql)")
@@ -520,10 +539,10 @@ impl Drop for TempPostgres {
         let data = self.data();
         let mut cmd = if self.as_root {
             let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--", "pg_ctl"]);
+            c.args(["-u", "postgres", "--"]).arg(pg_bin("pg_ctl"));
             c
         } else {
-            std::process::Command::new("pg_ctl")
+            std::process::Command::new(pg_bin("pg_ctl"))
         };
         let _ = cmd.args(["-D", &data, "-m", "immediate", "-w", "stop"]).output();
     }

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
 use magpie_tests::scrape::{Rig, free_port, start, value};
-use magpie_tests::unique;
+use magpie_tests::{TempPostgres, TestCa, unique};
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
@@ -166,101 +166,10 @@ async fn the_agent_starts_against_a_port_nothing_answers_on_and_reports_up_0() {
     rig.stop().await;
 }
 
-/// A PostgreSQL cluster of this test's own, with `pg_stat_statements`
-/// preloaded, on a free port; stopped when dropped. As root, the server
-/// runs as the `postgres` user (initdb refuses root).
-struct Cluster {
-    dir: tempfile::TempDir,
-    port: u16,
-    as_postgres: bool,
-}
-
-/// A PostgreSQL server program: on PATH, else the newest under /usr/lib/postgresql.
-fn pg_bin(name: &str) -> std::path::PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.exists()))
-        .unwrap_or_default();
-    if let Some(p) = on_path {
-        return p;
-    }
-    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().map(|e| e.path().join("bin").join(name)).filter(|p| p.exists()).collect())
-        .unwrap_or_default();
-    versions.sort();
-    versions.pop().unwrap_or_else(|| {
-        panic!("{name} not found: install the PostgreSQL server, e.g. `apt-get install -y postgresql postgresql-contrib`")
-    })
-}
-
-impl Cluster {
-    fn run(&self, program: &str, args: &[&str]) {
-        let bin = pg_bin(program);
-        let mut cmd = if self.as_postgres {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&bin);
-            c
-        } else {
-            std::process::Command::new(&bin)
-        };
-        let out = cmd.args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
-        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let as_postgres = running_as_root();
-        if as_postgres {
-            let status =
-                std::process::Command::new("chown").arg("postgres").arg(dir.path()).status().unwrap();
-            assert!(status.success(), "chown postgres {}", dir.path().display());
-        }
-        let cluster = Cluster { port: free_port(), dir, as_postgres };
-        let data = cluster.dir.path().join("data");
-        let data = data.to_str().unwrap();
-        cluster.run("initdb", &["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-        let log = cluster.dir.path().join("pg.log");
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_preload_libraries=pg_stat_statements",
-            cluster.port,
-            cluster.dir.path().display()
-        );
-        cluster.run("pg_ctl", &["-D", data, "-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
-        cluster
-    }
-
-    fn url(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        if let Some(d) = data.to_str() {
-            let bin = pg_bin("pg_ctl");
-            let mut cmd = if self.as_postgres {
-                let mut c = std::process::Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin);
-                c
-            } else {
-                std::process::Command::new(bin)
-            };
-            let _ = cmd.args(["-D", d, "-m", "immediate", "stop"]).output();
-        }
-    }
-}
-
-fn running_as_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 #[tokio::test]
 async fn top_statements_come_from_pg_stat_statements_normalised_and_truncated() {
-    let cluster = Cluster::start();
+    let cluster = TempPostgres::init("shared_preload_libraries = 'pg_stat_statements'");
+    cluster.start();
     let (client, connection) = tokio_postgres::connect(&cluster.url(), NoTls).await.unwrap();
     tokio::spawn(async move {
         let _ = connection.await;
@@ -295,4 +204,107 @@ async fn top_statements_come_from_pg_stat_statements_normalised_and_truncated() 
     let mean = value(&b, "postgresql.statement.mean_time", &at).unwrap();
     assert!(total > 0.0 && (mean * 5.0 - total).abs() < 1e-9 + total * 1e-6, "total {total}, mean {mean}");
     rig.stop().await;
+}
+
+/// The receiver reads `sslmode` as libpq does, against a server with a
+/// certificate from a CA of the test's own: `prefer` (the default) encrypts,
+/// a named CA file means `verify-full`, a certificate from another CA is
+/// refused (and reported as `postgresql.up` 0), `disable` stays plain.
+#[tokio::test]
+async fn tls_follows_libpq_sslmode_against_a_server_with_its_own_ca() {
+    let pg = TempPostgres::init("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    let ca = TestCa::new();
+    let other_ca = TestCa::new();
+    let (cert, key) = ca.issue(&["db.internal"]);
+    let data = format!("{}/data", pg.dir());
+    for (name, pem) in [("server.crt", &cert), ("server.key", &key)] {
+        std::fs::write(format!("{data}/{name}"), pem).unwrap();
+        pg.own_file(&format!("{data}/{name}"));
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let ca_file = certs.path().join("ca.pem");
+    let other_file = certs.path().join("other.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&other_file, other_ca.pem()).unwrap();
+    pg.start();
+    let admin = {
+        let (client, connection) =
+            tokio_postgres::connect(&format!("{}?sslmode=disable", pg.url()), NoTls).await.unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    };
+
+    let port = pg.port;
+    let by_name = |extra: &str| {
+        format!("host=db.internal hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres {extra}")
+    };
+    let by_ip = |extra: &str| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres {extra}");
+    let cases: Vec<(&str, String, String, Option<bool>)> = vec![
+        ("no sslmode: prefer, encrypted", by_ip(""), String::new(), Some(true)),
+        ("sslmode=disable: plain", by_ip("sslmode=disable"), String::new(), Some(false)),
+        ("sslmode=require: encrypted, not verified", by_ip("sslmode=require"), String::new(), Some(true)),
+        (
+            "a CA file alone: verify-full, and the certificate names db.internal",
+            by_name(""),
+            format!("    tls: {{ca_file: {}}}\n", ca_file.display()),
+            Some(true),
+        ),
+        (
+            "sslrootcert and verify-full in the endpoint",
+            by_name(&format!("sslmode=verify-full sslrootcert={}", ca_file.display())),
+            String::new(),
+            Some(true),
+        ),
+        (
+            "verify-full with another CA: refused",
+            by_name(""),
+            format!("    tls: {{mode: verify-full, ca_file: {}}}\n", other_file.display()),
+            None,
+        ),
+        (
+            "verify-full against an address the certificate does not name: refused",
+            by_ip(""),
+            format!("    tls: {{mode: verify-full, ca_file: {}}}\n", ca_file.display()),
+            None,
+        ),
+    ];
+    for (what, endpoint, tls, encrypted) in cases {
+        let app = unique("magpie-tls");
+        let yaml = format!(
+            "  postgresql:\n    endpoint: \"{endpoint} application_name={app}\"\n    collection_interval: 100ms\n    timeout: 2s\n{tls}"
+        );
+        let mut rig = start(&yaml, &["postgresql"]).await;
+        let b = rig.wait_for("postgresql.up", WAIT, |b| value(b, "postgresql.up", &[]).is_some()).await;
+        match encrypted {
+            Some(want) => {
+                assert_eq!(value(&b, "postgresql.up", &[]), Some(1.0), "{what}");
+                let ssl: bool = admin
+                    .query_one(
+                        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                        &[&app],
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: the receiver's session: {e}"))
+                    .get(0);
+                assert_eq!(ssl, want, "{what}");
+            }
+            None => {
+                for _ in 0..3 {
+                    let b = rig
+                        .wait_for("postgresql.up", WAIT, |b| value(b, "postgresql.up", &[]).is_some())
+                        .await;
+                    assert_eq!(value(&b, "postgresql.up", &[]), Some(0.0), "{what}");
+                }
+                let sessions: i64 = admin
+                    .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", &[&app])
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(sessions, 0, "{what}");
+            }
+        }
+        rig.stop().await;
+    }
 }

@@ -24,7 +24,26 @@
 //! bad-row isolation), [`schema`] (migrations, partitions, retention),
 //! [`connect`] (DSN, TLS, pool), [`json`] and [`time`] (helpers).
 
-pub mod connect;
+/// Connection settings (DSN, TLS), shared with the `postgresql` receiver, and the pool.
+pub mod connect {
+    pub use magpie_pg::{Connector, Dsn, TlsConfig, TlsMode, effective_tls, parse_dsn, target};
+
+    /// A pool of up to `size` connections made by `connector`.
+    pub fn pool(connector: &Connector, size: usize) -> Result<deadpool_postgres::Pool, super::PgError> {
+        use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+        let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match &connector.tls {
+            None => Manager::from_config(connector.config.clone(), tokio_postgres::NoTls, mc),
+            Some(tls) => Manager::from_config(connector.config.clone(), tls.clone(), mc),
+        };
+        Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(connector.config.get_connect_timeout().copied())
+            .build()
+            .map_err(|e| super::PgError::Config(format!("building the connection pool: {e}")))
+    }
+}
 pub mod copy;
 pub mod json;
 pub mod mapping;
@@ -78,23 +97,15 @@ impl PgError {
     }
 }
 
-/// A client error as text: the server's message (with its SQLSTATE and
-/// detail) for database errors, the cause chain for the rest.
-pub fn error_text(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return match db.detail() {
-            Some(d) => format!("{} ({}): {}", db.message(), db.code().code(), d),
-            None => format!("{} ({})", db.message(), db.code().code()),
-        };
+pub use magpie_pg::error_text;
+
+impl From<magpie_pg::Error> for PgError {
+    fn from(e: magpie_pg::Error) -> PgError {
+        match e {
+            magpie_pg::Error::Config(message) => PgError::Config(message),
+            magpie_pg::Error::Connect { target, source } => PgError::Connect { target, source },
+        }
     }
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
 
 /// The server's message for a database error (what goes into `dead_letter.error`).
@@ -603,7 +614,8 @@ impl Exporter for PostgresExporter {
         let connector =
             Connector::new(self.config.dsn.expose(), &self.config.tls, self.config.connect_timeout)
                 .map_err(|e| ComponentError::new(e.to_string()))?;
-        let pool = connector.pool(self.config.pool_size).map_err(|e| ComponentError::new(e.to_string()))?;
+        let pool = connect::pool(&connector, self.config.pool_size)
+            .map_err(|e| ComponentError::new(e.to_string()))?;
         let target = connector.target.clone();
         match setup_pooled(&self.id, &pool, &target, &self.config).await {
             Ok(()) => self.ready.store(true, Ordering::Release),

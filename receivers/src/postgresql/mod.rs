@@ -21,13 +21,12 @@ use magpie_core::otlp::{kv_int, kv_str, now_unix_nanos};
 use magpie_core::proto::common::v1::{InstrumentationScope, KeyValue};
 use magpie_core::proto::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use magpie_core::proto::resource::v1::Resource;
+use magpie_pg::{Connector, TlsConfig};
 use serde::Deserialize;
 use stats::{Activity, Database, METRICS, Replica, Server, Snapshot, Statement, metrics, up_metric};
-use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 
 /// The scope every postgresql metric is emitted under.
 pub const SCOPE_NAME: &str = "magpie.postgresql";
@@ -42,8 +41,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 #[serde(deny_unknown_fields)]
 pub struct PostgresqlConfig {
     /// A libpq-style connection string, as a URL
-    /// (`postgresql://magpie@db:5432/postgres?sslmode=require`) or as
-    /// `key=value` pairs. A secret, since it may carry a password.
+    /// (`postgresql://magpie@db:5432/postgres?sslmode=verify-full`) or as
+    /// `key=value` pairs, with libpq's `sslmode` and `sslrootcert`. A
+    /// secret, since it may carry a password.
     #[serde(default = "default_endpoint")]
     pub endpoint: Secret<String>,
     /// User name; overrides one in `endpoint`.
@@ -66,9 +66,10 @@ pub struct PostgresqlConfig {
     /// Top statements from `pg_stat_statements`.
     #[serde(default)]
     pub statements: StatementsConfig,
-    /// TLS, used when the endpoint says `sslmode=require`.
+    /// TLS: `mode` (libpq's `sslmode`) and `ca_file`; unset fields fall
+    /// back to the endpoint's `sslmode` and `sslrootcert`, then to `prefer`.
     #[serde(default)]
-    pub tls: Option<TlsConfig>,
+    pub tls: TlsConfig,
     /// `{ <metric name>: { enabled: true|false } }`.
     #[serde(default)]
     pub metrics: MetricToggles,
@@ -93,17 +94,6 @@ impl Default for StatementsConfig {
     }
 }
 
-/// TLS for `sslmode=require`: the server certificate is always verified,
-/// against the system's roots or `ca_file`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file of the certificate authority that signed the server's
-    /// certificate, used instead of the system's roots.
-    #[serde(default)]
-    pub ca_file: Option<String>,
-}
-
 impl Default for PostgresqlConfig {
     fn default() -> Self {
         PostgresqlConfig {
@@ -114,7 +104,7 @@ impl Default for PostgresqlConfig {
             collection_interval: default_interval(),
             timeout: default_timeout(),
             statements: StatementsConfig::default(),
-            tls: None,
+            tls: TlsConfig::default(),
             metrics: MetricToggles::new(),
         }
     }
@@ -142,19 +132,17 @@ impl PostgresqlConfig {
         if self.timeout < Duration::from_millis(1) {
             out.push("timeout: must be at least 1ms".to_string());
         }
-        match pg_config(self) {
-            Ok(c) => {
-                if self.tls.is_some() && c.get_ssl_mode() != SslMode::Require {
-                    out.push("tls: is only used when the endpoint says sslmode=require".to_string());
-                }
-            }
-            Err(e) => out.push(format!("endpoint: {e}")),
+        match magpie_pg::parse_dsn(self.endpoint.expose()) {
+            Ok(dsn) if self.username.is_none() && dsn.config.get_user().is_none() => out.push(
+                "endpoint: no user: name one in the endpoint (postgresql://magpie@host/postgres) or in `username`"
+                    .to_string(),
+            ),
+            Ok(_) => {}
+            Err(e) => out.push(format!(
+                "endpoint: not a valid PostgreSQL connection string ({e}); write postgresql://user@host:5432/dbname or `host=... user=... dbname=...`"
+            )),
         }
-        if let Some(f) = self.tls.as_ref().and_then(|t| t.ca_file.as_deref())
-            && let Err(e) = std::fs::metadata(f)
-        {
-            out.push(format!("tls.ca_file: cannot read `{f}`: {e}"));
-        }
+        out.extend(self.tls.problems());
         if self.statements.top == 0 {
             out.push(
                 "statements.top: must be at least 1 (set statements.enabled: false to turn them off)".into(),
@@ -182,30 +170,17 @@ impl PostgresqlConfig {
     }
 }
 
-/// The endpoint parsed, with `username`, `password` and Magpie's
-/// `application_name` applied. Errors never repeat the endpoint.
-fn pg_config(config: &PostgresqlConfig) -> Result<tokio_postgres::Config, String> {
-    let mut c = tokio_postgres::Config::from_str(config.endpoint.expose().trim()).map_err(|e| {
-        format!(
-            "not a valid PostgreSQL connection string ({e}); write postgresql://user@host:5432/dbname or `host=... user=... dbname=...`"
-        )
-    })?;
+/// The connector for `config`: the endpoint parsed (libpq's forms and TLS
+/// settings), with `username`, `password` and the timeout applied. Errors
+/// never repeat the endpoint.
+fn connector(config: &PostgresqlConfig) -> Result<Connector, String> {
+    let mut c = Connector::new(config.endpoint.expose(), &config.tls, config.effective_timeout())
+        .map_err(|e| e.to_string())?;
     if let Some(u) = &config.username {
-        c.user(u);
+        c.config.user(u);
     }
     if let Some(p) = &config.password {
-        c.password(p.expose());
-    }
-    if c.get_user().is_none() {
-        return Err(
-            "no user: name one in the endpoint (postgresql://magpie@host/postgres) or in `username`".into()
-        );
-    }
-    if c.get_hosts().is_empty() {
-        return Err("no host: name one in the endpoint (postgresql://magpie@127.0.0.1:5432/postgres)".into());
-    }
-    if c.get_application_name().is_none() {
-        c.application_name("magpie");
+        c.config.password(p.expose());
     }
     Ok(c)
 }
@@ -218,37 +193,6 @@ fn server_address(c: &tokio_postgres::Config) -> (String, u16) {
         None => String::new(),
     };
     (host, c.get_ports().first().copied().unwrap_or(5432))
-}
-
-/// The rustls client config for `sslmode=require`: ring, and the system's
-/// roots or the configured CA.
-fn tls_connector(config: &PostgresqlConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match config.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
-        Some(f) => {
-            let certs = CertificateDer::pem_file_iter(f)
-                .map_err(|e| format!("reading tls.ca_file `{f}`: {e}"))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("reading tls.ca_file `{f}`: {e}"))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!("tls.ca_file `{f}` holds no usable certificate"));
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
 }
 
 // ---------------------------------------------------------------------------
@@ -332,7 +276,7 @@ pub enum PostgresError {
     #[error("postgresql at {address} did not answer within {timeout:?}")]
     Timeout { address: String, timeout: Duration },
     #[error("connecting to postgresql at {address}: {message}")]
-    Tls { address: String, message: String },
+    Settings { address: String, message: String },
 }
 
 /// An error and its causes, `: `-separated: tokio-postgres puts the useful
@@ -364,8 +308,7 @@ struct Conn {
 /// One server, scraped on demand. The receiver drives it on a timer; tests
 /// and benches drive it directly.
 pub struct PostgresScraper {
-    pg: tokio_postgres::Config,
-    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    connector: Connector,
     conn: Option<Conn>,
     databases: Vec<String>,
     statements: StatementsConfig,
@@ -391,17 +334,11 @@ impl PostgresScraper {
         if !problems.is_empty() {
             return Err(ComponentError::new(problems.join("; ")));
         }
-        let mut pg = pg_config(config).map_err(ComponentError::new)?;
+        let connector = connector(config).map_err(ComponentError::new)?;
         let timeout = config.effective_timeout();
-        pg.connect_timeout(timeout);
-        let tls = match pg.get_ssl_mode() {
-            SslMode::Require => Some(tls_connector(config).map_err(ComponentError::new)?),
-            _ => None,
-        };
-        let (host, port) = server_address(&pg);
+        let (host, port) = server_address(&connector.config);
         Ok(PostgresScraper {
-            pg,
-            tls,
+            connector,
             conn: None,
             databases: config.databases.clone(),
             statements: config.statements.clone(),
@@ -425,29 +362,14 @@ impl PostgresScraper {
 
     async fn connect(&self) -> Result<Conn, PostgresError> {
         let address = self.address();
-        let component = self.component.clone();
-        let connect_err = |source| PostgresError::Connect { address: address.clone(), source };
-        let client = match &self.tls {
-            None => {
-                let (client, connection) =
-                    self.pg.connect(tokio_postgres::NoTls).await.map_err(connect_err)?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(component = %component, error = %e, "postgresql connection closed");
-                    }
-                });
-                client
+        let client = self.connector.connect().await.map_err(|e| match e {
+            magpie_pg::Error::Connect { source, .. } => {
+                PostgresError::Connect { address: address.clone(), source }
             }
-            Some(tls) => {
-                let (client, connection) = self.pg.connect(tls.clone()).await.map_err(connect_err)?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(component = %component, error = %e, "postgresql connection closed");
-                    }
-                });
-                client
+            magpie_pg::Error::Config(message) => {
+                PostgresError::Settings { address: address.clone(), message }
             }
-        };
+        })?;
         let prepare = |what: &'static str, sql: &'static str| {
             let address = address.clone();
             let client = &client;
@@ -725,6 +647,7 @@ impl crate::scrape::Scrape for PostgresScraper {
 mod tests {
     use super::*;
     use magpie_core::config::{Node, from_node};
+    use tokio_postgres::config::SslMode;
 
     fn parse(yaml: &str) -> Result<PostgresqlConfig, String> {
         let node = Node::parse(yaml, "t.yaml").map_err(|e| e.to_string())?;
@@ -745,24 +668,34 @@ mod tests {
         assert!(c.statements.enabled);
         assert_eq!((c.statements.top, c.statements.max_query_length), (10, 200));
         assert!(c.problems().is_empty(), "{:?}", c.problems());
-        let pg = pg_config(&c).expect("parses");
-        assert_eq!(server_address(&pg), ("127.0.0.1".to_string(), 5432));
-        assert_eq!(pg.get_user(), Some("postgres"));
-        assert_eq!(pg.get_application_name(), Some("magpie"));
+        let pg = connector(&c).expect("builds");
+        assert_eq!(server_address(&pg.config), ("127.0.0.1".to_string(), 5432));
+        assert_eq!(pg.config.get_user(), Some("postgres"));
+        assert_eq!(pg.config.get_application_name(), Some("magpie"));
+        // libpq's default: TLS when the server offers it.
+        assert_eq!(pg.config.get_ssl_mode(), tokio_postgres::config::SslMode::Prefer);
+        assert!(pg.tls.is_some());
     }
 
     #[test]
     fn both_dsn_forms_and_overrides() {
         let c = parse("endpoint: host=db port=6543 user=u password=p dbname=app application_name=mon\nusername: v\npassword: q\n")
             .expect("valid");
-        let pg = pg_config(&c).expect("parses");
-        assert_eq!(server_address(&pg), ("db".to_string(), 6543));
-        assert_eq!(pg.get_user(), Some("v"));
-        assert_eq!(pg.get_password(), Some(&b"q"[..]));
-        assert_eq!(pg.get_application_name(), Some("mon"));
-        let c = parse("endpoint: postgresql://u@db/app?sslmode=require\n").expect("valid");
-        assert_eq!(pg_config(&c).expect("parses").get_ssl_mode(), SslMode::Require);
-        assert!(PostgresScraper::new(&c, "postgresql").is_ok(), "system roots load");
+        let pg = connector(&c).expect("builds");
+        assert_eq!(server_address(&pg.config), ("db".to_string(), 6543));
+        assert_eq!(pg.config.get_user(), Some("v"));
+        assert_eq!(pg.config.get_password(), Some(&b"q"[..]));
+        assert_eq!(pg.config.get_application_name(), Some("mon"));
+        for (yaml, mode) in [
+            ("endpoint: postgresql://u@db/app?sslmode=require\n", SslMode::Require),
+            ("endpoint: postgresql://u@db/app?sslmode=verify-full\n", SslMode::Require),
+            ("endpoint: host=db user=u sslmode=disable\n", SslMode::Disable),
+            ("endpoint: postgresql://u@db/app?sslmode=disable\ntls: {mode: require}\n", SslMode::Require),
+        ] {
+            let c = parse(yaml).expect("valid");
+            assert_eq!(connector(&c).expect("builds").config.get_ssl_mode(), mode, "{yaml}");
+            assert!(PostgresScraper::new(&c, "postgresql").is_ok(), "{yaml}");
+        }
         let node = Node::parse("endpoint: postgresql://u:pw@h/db\npassword: x\n", "t.yaml").expect("yaml");
         let (_, secrets) = from_node::<PostgresqlConfig>(&node, "receivers.postgresql").expect("valid");
         assert_eq!(secrets, ["receivers.postgresql.endpoint", "receivers.postgresql.password"]);
@@ -776,16 +709,14 @@ mod tests {
                 "endpoint: not a valid PostgreSQL connection string",
             ),
             ("endpoint: postgresql://db/x\n", "endpoint: no user"),
-            ("endpoint: postgresql://u@/x\n", "endpoint: no host"),
+            ("endpoint: postgresql://u@/x\n", "it names no host"),
             ("statements: {top: 0}\n", "statements.top: must be at least 1"),
             ("statements: {max_query_length: 3}\n", "statements.max_query_length: must be at least 16"),
             ("statements: {limit: 3}\n", "unknown field `limit`"),
             ("databases: [app, '']\n", "databases[1]: must not be empty"),
-            ("tls: {}\n", "tls: is only used when the endpoint says sslmode=require"),
-            (
-                "endpoint: postgresql://u@db/x?sslmode=require\ntls: {ca_file: /nonexistent.pem}\n",
-                "tls.ca_file: cannot read",
-            ),
+            ("tls: {mode: sometimes}\n", "tls.mode: unknown value `sometimes`"),
+            ("endpoint: \"postgresql://u:hunter2@db/x?sslmode=sometimes\"\n", "sslmode `sometimes`"),
+            ("tls: {ca_file: /nonexistent.pem}\n", "tls.ca_file /nonexistent.pem does not exist"),
             ("collection_interval: 0s\n", "collection_interval: must be at least 1ms"),
             ("metrics: {postgresql.comits: {enabled: false}}\n", "did you mean `postgresql.commits`?"),
         ];

@@ -1,5 +1,8 @@
-//! Connection settings: the DSN (URL or `key=value` form, libpq's spelling),
-//! TLS through rustls with the ring provider, and the connection pool.
+//! PostgreSQL connection settings shared by the `postgres` exporter and the
+//! `postgresql` receiver: the DSN (URL or `key=value` form, libpq's
+//! spelling) and TLS through rustls with the ring provider, with libpq's
+//! `sslmode` semantics, so one connection string means the same thing to
+//! both components and to `psql`.
 //!
 //! tokio-postgres understands `sslmode=disable|prefer|require` only, so the
 //! libpq options it lacks (`verify-ca`, `verify-full`, `sslrootcert`) are
@@ -7,7 +10,6 @@
 //! The DSN is a secret: nothing here puts it, or the password in it, into an
 //! error message or a log line.
 
-use super::PgError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -17,6 +19,40 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::config::SslMode;
+
+/// What can go wrong building a [`Connector`] or connecting with it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The settings are unusable (a bad DSN, an unreadable CA file).
+    #[error("{0}")]
+    Config(String),
+    /// The server could not be reached, refused the session or failed the
+    /// TLS handshake.
+    #[error("connecting to postgres at {target}: {}", error_text(source))]
+    Connect { target: String, source: tokio_postgres::Error },
+}
+
+/// A client error as text: the server's message (with its SQLSTATE and
+/// detail) for database errors, the cause chain for the rest.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return match db.detail() {
+            Some(d) => format!("{} ({}): {}", db.message(), db.code().code(), d),
+            None => format!("{} ({})", db.message(), db.code().code()),
+        };
+    }
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
 
 /// How the connection uses TLS, as libpq's `sslmode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -48,8 +84,9 @@ impl TlsMode {
     }
 }
 
-/// `tls:` of the postgres exporter. Unset fields fall back to the DSN's
-/// `sslmode` and `sslrootcert`, then to `prefer` without a CA file.
+/// `tls:` of the `postgres` exporter and the `postgresql` receiver. Unset
+/// fields fall back to the DSN's `sslmode` and `sslrootcert`, then to
+/// `prefer` without a CA file.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -231,10 +268,13 @@ pub fn target(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}")
 }
 
-/// The TLS mode and CA file in effect: the exporter's `tls:` first, then the DSN.
+/// The TLS mode and CA file in effect: the component's `tls:` first, then
+/// the DSN. Without a mode anywhere it is libpq's `prefer`, unless a CA file
+/// is named: whoever names one wants the server verified (`verify-full`).
 pub fn effective_tls(tls: &TlsConfig, dsn: &Dsn) -> (TlsMode, Option<PathBuf>) {
     let ca = tls.ca_file.clone().or_else(|| dsn.sslrootcert.clone());
-    let mode = tls.mode.or(dsn.sslmode).unwrap_or(TlsMode::Prefer);
+    let default = if ca.is_some() { TlsMode::VerifyFull } else { TlsMode::Prefer };
+    let mode = tls.mode.or(dsn.sslmode).unwrap_or(default);
     // libpq: `require` with a root certificate verifies the chain.
     let mode = if mode == TlsMode::Require && ca.is_some() { TlsMode::VerifyCa } else { mode };
     (mode, ca)
@@ -251,8 +291,8 @@ pub struct Connector {
 impl Connector {
     /// Builds the connector for `dsn` with `tls`, `connect_timeout` and a
     /// default `application_name` of `magpie`.
-    pub fn new(dsn: &str, tls: &TlsConfig, connect_timeout: Duration) -> Result<Connector, PgError> {
-        let parsed = parse_dsn(dsn).map_err(|e| PgError::Config(format!("dsn: {e}")))?;
+    pub fn new(dsn: &str, tls: &TlsConfig, connect_timeout: Duration) -> Result<Connector, Error> {
+        let parsed = parse_dsn(dsn).map_err(|e| Error::Config(format!("connection string: {e}")))?;
         let (mode, ca) = effective_tls(tls, &parsed);
         let mut config = parsed.config;
         config.connect_timeout(connect_timeout);
@@ -278,38 +318,28 @@ impl Connector {
         Ok(Connector { config, tls, target })
     }
 
-    /// One connection outside the pool (migrations from `magpie migrate`).
-    pub async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
-        let err = |e| PgError::Connect { target: self.target.clone(), source: e };
-        let (client, handle) = match &self.tls {
+    /// One connection; its I/O runs in a task of its own that ends when the
+    /// client is dropped or the server closes the session.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
+        let err = |e| Error::Connect { target: self.target.clone(), source: e };
+        let target = self.target.clone();
+        let closed = move |r: Result<(), tokio_postgres::Error>| {
+            if let Err(e) = r {
+                tracing::debug!(target = %target, error = %error_text(&e), "postgres connection closed");
+            }
+        };
+        match &self.tls {
             None => {
-                let (c, conn) = self.config.connect(tokio_postgres::NoTls).await.map_err(err)?;
-                (c, tokio::spawn(async move { conn.await.ok() }))
+                let (client, conn) = self.config.connect(tokio_postgres::NoTls).await.map_err(err)?;
+                tokio::spawn(async move { closed(conn.await) });
+                Ok(client)
             }
             Some(tls) => {
-                let (c, conn) = self.config.connect(tls.clone()).await.map_err(err)?;
-                (c, tokio::spawn(async move { conn.await.ok() }))
+                let (client, conn) = self.config.connect(tls.clone()).await.map_err(err)?;
+                tokio::spawn(async move { closed(conn.await) });
+                Ok(client)
             }
-        };
-        // The connection task ends when the client is dropped.
-        drop(handle);
-        Ok(client)
-    }
-
-    /// A pool of up to `size` connections.
-    pub fn pool(&self, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
-        use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-        let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        let manager = match &self.tls {
-            None => Manager::from_config(self.config.clone(), tokio_postgres::NoTls, mc),
-            Some(tls) => Manager::from_config(self.config.clone(), tls.clone(), mc),
-        };
-        Pool::builder(manager)
-            .max_size(size)
-            .runtime(Runtime::Tokio1)
-            .create_timeout(self.config.get_connect_timeout().copied())
-            .build()
-            .map_err(|e| PgError::Config(format!("building the connection pool: {e}")))
+        }
     }
 }
 
@@ -317,26 +347,26 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(ca: Option<&Path>) -> Result<RootCertStore, PgError> {
+fn roots(ca: Option<&Path>) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
     match ca {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| PgError::Config(format!("reading tls.ca_file {}: {e}", path.display())))?;
+                .map_err(|e| Error::Config(format!("reading tls.ca_file {}: {e}", path.display())))?;
             for c in certs {
                 let c =
-                    c.map_err(|e| PgError::Config(format!("reading tls.ca_file {}: {e}", path.display())))?;
-                roots.add(c).map_err(|e| PgError::Config(format!("tls.ca_file {}: {e}", path.display())))?;
+                    c.map_err(|e| Error::Config(format!("reading tls.ca_file {}: {e}", path.display())))?;
+                roots.add(c).map_err(|e| Error::Config(format!("tls.ca_file {}: {e}", path.display())))?;
             }
             if roots.is_empty() {
-                return Err(PgError::Config(format!("tls.ca_file {} holds no certificate", path.display())));
+                return Err(Error::Config(format!("tls.ca_file {} holds no certificate", path.display())));
             }
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err(PgError::Config(
+                return Err(Error::Config(
                     "no system CA certificates found for tls verification: set tls.ca_file".to_string(),
                 ));
             }
@@ -348,18 +378,18 @@ fn roots(ca: Option<&Path>) -> Result<RootCertStore, PgError> {
 fn rustls_connector(
     mode: TlsMode,
     ca: Option<&Path>,
-) -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgError> {
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Error> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| PgError::Config(format!("tls: {e}")))?;
+        .map_err(|e| Error::Config(format!("tls: {e}")))?;
     let config = match mode {
         TlsMode::VerifyFull => builder.with_root_certificates(roots(ca)?).with_no_client_auth(),
         TlsMode::VerifyCa => {
             let inner =
                 rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
                     .build()
-                    .map_err(|e| PgError::Config(format!("tls: {e}")))?;
+                    .map_err(|e| Error::Config(format!("tls: {e}")))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyName { inner }))
@@ -522,6 +552,10 @@ mod tests {
         assert_eq!(effective_tls(&TlsConfig::default(), &plain), (TlsMode::Prefer, None));
         let off = TlsConfig { mode: Some(TlsMode::Disable), ca_file: None };
         assert_eq!(effective_tls(&off, &dsn).0, TlsMode::Disable);
+        let ca_only = TlsConfig { mode: None, ca_file: Some("/ca.pem".into()) };
+        assert_eq!(effective_tls(&ca_only, &plain), (TlsMode::VerifyFull, Some("/ca.pem".into())));
+        let root_only = parse_dsn("postgres://db/app?sslrootcert=/ca.pem").expect("dsn");
+        assert_eq!(effective_tls(&TlsConfig::default(), &root_only).0, TlsMode::VerifyFull);
     }
 
     #[test]
