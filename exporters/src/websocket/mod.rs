@@ -221,9 +221,10 @@ impl WebsocketExporter {
         let addr = parse_endpoint(&self.config.endpoint)?;
         let tls = match &self.config.tls {
             None => None,
-            Some(t) => {
-                Some(server::tls_acceptor(&t.cert_file, &t.key_file).map_err(|e| format!("tls: {e}"))?)
-            }
+            Some(t) => Some(
+                magpie_http::tls_acceptor(&t.cert_file, &t.key_file, magpie_http::Versions::Http1)
+                    .map_err(|e| format!("tls: {e}"))?,
+            ),
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -316,13 +317,18 @@ impl Exporter for WebsocketExporter {
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let router = server::router(app, &self.config.path);
-        self.tasks.push(tokio::spawn(server::serve(
-            self.id.clone(),
+        let listener = magpie_http::Listener {
+            id: self.id.clone(),
+            name: "websocket",
             listener,
             tls,
             router,
-            self.stop.clone(),
-        )));
+            versions: magpie_http::Versions::Http1,
+            upgrades: true,
+            // Upgraded feeds end through the hub; this bounds plain requests.
+            drain_timeout: Duration::from_secs(2),
+        };
+        self.tasks.push(tokio::spawn(listener.run(self.stop.clone())));
 
         let (store, fields, hub, config, stop) = (
             self.store.clone(),

@@ -4,8 +4,8 @@
 //! (many messages per flush), answers `subscribe` requests, pings, and
 //! disconnects a client that stops answering or stops reading.
 //!
-//! The accept loop serves plain TCP or TLS (rustls, ring provider) through
-//! hyper with upgrades. It knows nothing about metrics or spans.
+//! The accept loop is `magpie-http`'s, with upgrades. This module knows
+//! nothing about metrics or spans.
 
 use super::hub::{Client, Hub};
 use super::messages::{glob, parse_request};
@@ -16,24 +16,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::SinkExt;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use magpie_core::ComponentId;
 use magpie_core::config::Secret;
 use magpie_core::otlp::now_unix_nanos;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::Path;
-use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 /// The live page, embedded in the binary.
 pub const PAGE: &str = include_str!("page.html");
@@ -49,9 +37,6 @@ const WRITE_BUFFER: usize = 16 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// How long the close frame may take on shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the handlers share.
 pub struct App {
@@ -275,112 +260,6 @@ async fn client_loop(app: &App, client: &Client, socket: &mut WebSocket) -> &'st
             }
         }
     }
-}
-
-/// Reads a PEM certificate chain and key into a TLS acceptor (HTTP/1.1 only:
-/// WebSockets upgrade over HTTP/1.1).
-pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("reading tls cert_file {}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("tls cert_file {} holds no certificate", cert_file.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("reading tls key_file {}: {e}", key_file.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("configuring tls: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!("tls cert_file {} and key_file {}: {e}", cert_file.display(), key_file.display())
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts connections until `stop` is cancelled, then lets open HTTP
-/// requests finish (upgraded feeds end through the hub).
-pub async fn serve(
-    id: ComponentId,
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    router: Router,
-    stop: CancellationToken,
-) {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    let builder = builder.http1_only();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
-                    // Live messages must not wait for Nagle.
-                    let _ = tcp.set_nodelay(true);
-                    let (builder, router, stop) = (builder.clone(), router.clone(), stop.clone());
-                    match &tls {
-                        None => {
-                            connections.spawn(serve_connection(builder, router, stop, tcp));
-                        }
-                        Some(acceptor) => {
-                            let (acceptor, component) = (acceptor.clone(), id.clone());
-                            connections.spawn(async move {
-                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                                    Ok(Ok(stream)) => serve_connection(builder, router, stop, stream).await,
-                                    Ok(Err(e)) => tracing::debug!(component = %component, error = %e, "tls handshake failed"),
-                                    Err(_) => tracing::debug!(component = %component, "tls handshake timed out"),
-                                }
-                            });
-                        }
-                    }
-                }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset) => {}
-                Err(e) => {
-                    tracing::warn!(component = %id, error = %e, "accepting a websocket connection failed, pausing");
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
-                    }
-                }
-            },
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    connections.shutdown().await;
-}
-
-async fn serve_connection<IO>(
-    builder: Builder<TokioExecutor>,
-    router: Router,
-    stop: CancellationToken,
-    io: IO,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = TowerToHyperService::new(router);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let mut conn = pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::trace!(error = %e, "websocket listener connection ended with an error");
-            }
-            return;
-        }
-        () = stop.cancelled() => {}
-    }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
 }
 
 #[cfg(test)]

@@ -17,9 +17,9 @@
 //! - [`http`](self::http): the OTLP/HTTP handler, body limits and decompression.
 //! - [`cors`](self::cors), [`auth`](self::auth): browser CORS and bearer tokens.
 //! - [`status`](self::status): `google.rpc.Status` for error bodies.
-//! - [`serve`](self::serve): the accept loop, TLS and draining.
+//! - The accept loop, TLS and draining are `magpie-http`'s [`Listener`].
 //!
-//! This module depends on `magpie-core` and the server crates only; nothing
+//! This module depends on `magpie-core`, `magpie-http` and the server crates only; nothing
 //! outside `receivers` depends on it except through [`crate::ReceiverConfig`].
 
 mod auth;
@@ -28,21 +28,45 @@ mod decode;
 mod grpc;
 mod http;
 mod ingest;
-mod serve;
 mod status;
 
 pub use decode::decode_traces;
 
 use magpie_core::config::{Secret, duration};
 use magpie_core::{ComponentError, ComponentId, Receiver, ReceiverContext};
+use magpie_http::{Listener, Versions};
 use serde::{Deserialize, Deserializer};
-use serve::{Protocol, Server};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+/// The receiver's two transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// gRPC: HTTP/2 only.
+    Grpc,
+    /// OTLP/HTTP: HTTP/1.1 and HTTP/2.
+    Http,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        }
+    }
+
+    fn versions(self) -> Versions {
+        match self {
+            Protocol::Grpc => Versions::Http2,
+            Protocol::Http => Versions::Both,
+        }
+    }
+}
 
 /// Default `protocols.grpc.endpoint`.
 pub const DEFAULT_GRPC_ENDPOINT: &str = "127.0.0.1:4317";
@@ -394,7 +418,7 @@ impl OtlpReceiver {
         let tls = match tls {
             None => None,
             Some(t) => Some(
-                serve::tls_acceptor(&t.cert_file, &t.key_file, protocol)
+                magpie_http::tls_acceptor(&t.cert_file, &t.key_file, protocol.versions())
                     .map_err(|message| OtlpError::Tls { protocol: name, message })?,
             ),
         };
@@ -447,13 +471,15 @@ impl Receiver for OtlpReceiver {
         let drain_timeout = config.backpressure_timeout + DRAIN_GRACE;
 
         let grpc_server = match (grpc, &config.protocols.grpc) {
-            (Some(bound), Some(g)) => Some(Server {
+            (Some(bound), Some(g)) => Some(Listener {
                 id: id.clone(),
-                protocol: Protocol::Grpc,
+                name: Protocol::Grpc.as_str(),
                 listener: bound.listener,
                 tls: bound.tls,
                 router: grpc::GrpcService::new(ingest.clone(), auth.clone(), g.max_recv_msg_size_mib)
                     .into_router(),
+                versions: Protocol::Grpc.versions(),
+                upgrades: false,
                 drain_timeout,
             }),
             _ => None,
@@ -469,12 +495,14 @@ impl Receiver for OtlpReceiver {
                     metrics_path: h.metrics_url_path.clone(),
                     logs_path: h.logs_url_path.clone(),
                 };
-                Some(Server {
+                Some(Listener {
                     id: id.clone(),
-                    protocol: Protocol::Http,
+                    name: Protocol::Http.as_str(),
                     listener: bound.listener,
                     tls: bound.tls,
                     router: http::router(Arc::new(state)),
+                    versions: Protocol::Http.versions(),
+                    upgrades: false,
                     drain_timeout,
                 })
             }
@@ -483,7 +511,7 @@ impl Receiver for OtlpReceiver {
         // The servers hold the only other references to `ingest` (and so to
         // the output); they are gone once both have drained.
         drop(ingest);
-        let serve = |server: Option<Server>| {
+        let serve = |server: Option<Listener>| {
             let shutdown = shutdown.clone();
             async move {
                 if let Some(s) = server {
