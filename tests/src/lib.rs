@@ -438,6 +438,39 @@ pub fn pg_bin(name: &str) -> std::path::PathBuf {
     })
 }
 
+/// A started [`TempPostgres`] that serves TLS with a certificate for
+/// `names` from a CA of its own, with that CA and an unrelated one as PEM
+/// files, for tests of the client side's TLS modes.
+pub struct TlsPostgres {
+    pub pg: TempPostgres,
+    /// The CA that signed the server's certificate.
+    pub ca_file: PathBuf,
+    /// A CA that signed nothing the server has.
+    pub other_ca_file: PathBuf,
+    _certs: tempfile::TempDir,
+}
+
+impl TlsPostgres {
+    pub fn start(names: &[&str]) -> TlsPostgres {
+        let pg = TempPostgres::init("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        let ca = TestCa::new();
+        let (cert, key) = ca.issue(names);
+        let data = format!("{}/data", pg.dir());
+        for (name, pem) in [("server.crt", &cert), ("server.key", &key)] {
+            let path = format!("{data}/{name}");
+            std::fs::write(&path, pem).expect("writing the server's certificate");
+            pg.own_file(&path);
+        }
+        let certs = tempfile::tempdir().expect("temp dir");
+        let ca_file = certs.path().join("ca.pem");
+        let other_ca_file = certs.path().join("other.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("writing the CA");
+        std::fs::write(&other_ca_file, TestCa::new().pem()).expect("writing the other CA");
+        pg.start();
+        TlsPostgres { pg, ca_file, other_ca_file, _certs: certs }
+    }
+}
+
 /// A throwaway PostgreSQL cluster in a temporary directory, on a free
 /// loopback port, that a test can stop and start (outages, TLS settings).
 /// `initdb` refuses to run as root, so as root the cluster runs as the

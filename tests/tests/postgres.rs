@@ -17,7 +17,9 @@ use magpie_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanK
 use magpie_core::testing::source;
 use magpie_core::{Batch, ComponentKind, Telemetry};
 use magpie_exporters::postgres::connect::{Connector, TlsConfig, TlsMode};
-use magpie_tests::{TempPostgres, TestCa, magpie_bin, parse, postgres_client, postgres_url, signal, unique};
+use magpie_tests::{
+    TempPostgres, TlsPostgres, magpie_bin, parse, postgres_client, postgres_url, signal, unique,
+};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -212,37 +214,23 @@ async fn an_agent_started_while_postgres_is_down_catches_up() {
 #[tokio::test]
 async fn tls_modes_against_a_server_with_its_own_ca() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pg = TempPostgres::init("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-    let ca = TestCa::new();
-    let (cert, key) = ca.issue(&["db.internal"]);
-    let other_ca = TestCa::new();
-    let data = format!("{}/data", pg.dir());
-    std::fs::write(format!("{data}/server.crt"), cert).unwrap();
-    std::fs::write(format!("{data}/server.key"), key).unwrap();
-    pg.own_file(&format!("{data}/server.crt"));
-    pg.own_file(&format!("{data}/server.key"));
-    let certs = tempfile::tempdir().unwrap();
-    let ca_file = certs.path().join("ca.pem");
-    let other_file = certs.path().join("other.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    std::fs::write(&other_file, other_ca.pem()).unwrap();
-    pg.start();
+    let TlsPostgres { pg, ca_file, other_ca_file: other_file, .. } = &TlsPostgres::start(&["db.internal"]);
 
     let by_name =
         format!("host=db.internal hostaddr=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
     let by_ip = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
     let cases: Vec<(&str, &String, TlsMode, Option<&std::path::Path>, bool)> = vec![
-        ("verify-full, our CA, matching name", &by_name, TlsMode::VerifyFull, Some(&ca_file), true),
+        ("verify-full, our CA, matching name", &by_name, TlsMode::VerifyFull, Some(ca_file), true),
         (
             "verify-full, our CA, an IP the certificate does not name",
             &by_ip,
             TlsMode::VerifyFull,
-            Some(&ca_file),
+            Some(ca_file),
             false,
         ),
-        ("verify-ca ignores the name", &by_ip, TlsMode::VerifyCa, Some(&ca_file), true),
-        ("verify-full, another CA", &by_name, TlsMode::VerifyFull, Some(&other_file), false),
-        ("verify-ca, another CA", &by_ip, TlsMode::VerifyCa, Some(&other_file), false),
+        ("verify-ca ignores the name", &by_ip, TlsMode::VerifyCa, Some(ca_file), true),
+        ("verify-full, another CA", &by_name, TlsMode::VerifyFull, Some(other_file), false),
+        ("verify-ca, another CA", &by_ip, TlsMode::VerifyCa, Some(other_file), false),
         ("require encrypts without verifying", &by_ip, TlsMode::Require, None, true),
     ];
     for (what, dsn, mode, ca, ok) in cases {

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
 use magpie_tests::scrape::{Rig, free_port, start, value};
-use magpie_tests::{TempPostgres, TestCa, unique};
+use magpie_tests::{TempPostgres, TlsPostgres, unique};
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
@@ -212,21 +212,7 @@ async fn top_statements_come_from_pg_stat_statements_normalised_and_truncated() 
 /// refused (and reported as `postgresql.up` 0), `disable` stays plain.
 #[tokio::test]
 async fn tls_follows_libpq_sslmode_against_a_server_with_its_own_ca() {
-    let pg = TempPostgres::init("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-    let ca = TestCa::new();
-    let other_ca = TestCa::new();
-    let (cert, key) = ca.issue(&["db.internal"]);
-    let data = format!("{}/data", pg.dir());
-    for (name, pem) in [("server.crt", &cert), ("server.key", &key)] {
-        std::fs::write(format!("{data}/{name}"), pem).unwrap();
-        pg.own_file(&format!("{data}/{name}"));
-    }
-    let certs = tempfile::tempdir().unwrap();
-    let ca_file = certs.path().join("ca.pem");
-    let other_file = certs.path().join("other.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    std::fs::write(&other_file, other_ca.pem()).unwrap();
-    pg.start();
+    let TlsPostgres { pg, ca_file, other_ca_file: other_file, .. } = &TlsPostgres::start(&["db.internal"]);
     let admin = {
         let (client, connection) =
             tokio_postgres::connect(&format!("{}?sslmode=disable", pg.url()), NoTls).await.unwrap();

@@ -269,30 +269,14 @@ fn unsigned(v: i64) -> u64 {
 /// Why one scrape failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
-    #[error("connecting to postgresql at {address}: {}", chain(source))]
+    #[error("connecting to postgresql at {address}: {}", magpie_pg::error_text(source))]
     Connect { address: String, source: tokio_postgres::Error },
-    #[error("querying {what} from postgresql at {address}: {}", chain(source))]
+    #[error("querying {what} from postgresql at {address}: {}", magpie_pg::error_text(source))]
     Query { what: &'static str, address: String, source: tokio_postgres::Error },
     #[error("postgresql at {address} did not answer within {timeout:?}")]
     Timeout { address: String, timeout: Duration },
     #[error("connecting to postgresql at {address}: {message}")]
     Settings { address: String, message: String },
-}
-
-/// An error and its causes, `: `-separated: tokio-postgres puts the useful
-/// part (`Connection refused`, the server's message) in the source.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out
 }
 
 /// An open connection and its prepared statements.
