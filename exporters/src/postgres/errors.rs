@@ -160,13 +160,6 @@ impl ErrorGroups {
         }
     }
 
-    /// Orders the groups by fingerprint (the order the upsert writes them in).
-    pub fn sort(&mut self) {
-        self.groups.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
-        self.by_fingerprint =
-            self.groups.iter().enumerate().map(|(i, g)| (g.fingerprint.clone(), i)).collect();
-    }
-
     /// Adds one occurrence.
     pub fn add(&mut self, service: Option<&str>, o: Occurrence<'_>) {
         let service_name = service.filter(|s| !s.is_empty()).map(|s| clean(s, SERVICE_MAX));
@@ -633,8 +626,10 @@ impl Frame<'_> {
 /// dependencies, the standard library or the runtime are passed over
 /// unless every frame is one. Reads
 /// - Python tracebacks (`File "x.py", line N, in func`; innermost last; of
-///   chained exceptions, the last traceback, the one raised); library:
-///   `site-packages`, `dist-packages`, `/lib/python…`, `<frozen …>`;
+///   chained exceptions, the traceback raised last is searched first, then
+///   the ones before it, so an application error a framework turned into its
+///   own is still found); library: `site-packages`, `dist-packages`,
+///   `/lib/python…`, `<frozen …>`;
 /// - Go's `debug.Stack()` (`goroutine N [running]:`, then function and
 ///   `\tfile:line` pairs); library: module cache (`/pkg/mod/`) and
 ///   standard-library packages;
@@ -656,10 +651,13 @@ fn base_name(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
 
+/// Innermost first: each traceback lists its frames outermost first, and
+/// chained exceptions print the one raised last, so the reversed list starts
+/// with the raised exception's innermost frame and goes on to the tracebacks
+/// chained before it.
 fn python_frames(s: &str) -> Option<Vec<Frame<'_>>> {
-    let start = s.rfind("Traceback (most recent call last):").unwrap_or(0);
     let mut frames = Vec::new();
-    for line in s[start..].lines() {
+    for line in s.lines() {
         // Exception groups indent their tracebacks with `|`.
         let t = line.trim_start_matches([' ', '\t', '|', '+']);
         let Some(rest) = t.strip_prefix("File \"") else { continue };
@@ -800,6 +798,7 @@ mod tests {
 
     const PYTHON_CHAINED: &str = include_str!("../../tests/fixtures/stacktraces/python_chained.txt");
     const PYTHON_REQUESTS: &str = include_str!("../../tests/fixtures/stacktraces/python_requests.txt");
+    const PYTHON_FRAMEWORK: &str = include_str!("../../tests/fixtures/stacktraces/python_framework.txt");
     const NODE_ENOENT: &str = include_str!("../../tests/fixtures/stacktraces/node_enoent.txt");
     const NODE_JSON: &str = include_str!("../../tests/fixtures/stacktraces/node_json.txt");
     const NODE_ESM_TIMER: &str = include_str!("../../tests/fixtures/stacktraces/node_esm_timer.txt");
@@ -855,6 +854,7 @@ mod tests {
         for (name, trace, expected) in [
             ("python chained", PYTHON_CHAINED, "get_user (chat.py)"),
             ("python in requests", PYTHON_REQUESTS, "fetch_context (rag.py)"),
+            ("python re-raised by a framework", PYTHON_FRAMEWORK, "get_user (handlers.py)"),
             ("node fs", NODE_ENOENT, "readPrompt (server.js)"),
             ("node JSON.parse", NODE_JSON, "parseBody (s2.js)"),
             ("node esm", NODE_ESM_TIMER, "getSession (index.mjs)"),

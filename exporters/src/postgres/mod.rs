@@ -489,7 +489,6 @@ impl Writer {
             }
         }
         let encoded = Encoded::merge(encoded);
-        rows.errors.sort();
         let groups = rows.errors.groups();
         let total: usize = encoded.iter().map(Encoded::len).sum::<usize>() + groups.len();
         if !refused {
