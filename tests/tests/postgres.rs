@@ -207,7 +207,8 @@ async fn an_agent_started_while_postgres_is_down_catches_up() {
             .await;
     assert_eq!(got, 60);
     let db = postgres_client(&pg.url()).await;
-    assert_eq!(count(&db, "SELECT max(version)::int8 FROM enterprise.schema_migrations").await, 3);
+    let latest = i64::from(magpie_exporters::postgres::schema::latest_version());
+    assert_eq!(count(&db, "SELECT max(version)::int8 FROM enterprise.schema_migrations").await, latest);
     assert_eq!(topology.shutdown(Duration::from_secs(10)).await.undelivered_items, 0);
 }
 
@@ -324,12 +325,12 @@ fn magpie_migrate_sets_up_the_schema_once_even_when_run_twice_at_once() {
         })
         .collect();
     assert_eq!(
-        outs.iter().filter(|o| o.contains("applied 1, 2, 3")).count(),
+        outs.iter().filter(|o| o.contains("applied 1, 2, 3, 4")).count(),
         1,
         "one run applies the migrations, the other finds them done: {outs:?}"
     );
     assert!(
-        outs.iter().all(|o| o.starts_with("postgres/analytics: schema ") && o.contains("at version 3")),
+        outs.iter().all(|o| o.starts_with("postgres/analytics: schema ") && o.contains("at version 4")),
         "{outs:?}"
     );
     let again = run().wait_with_output().unwrap();
@@ -399,7 +400,7 @@ fn postgres_defaults_block_and_never_give_up_and_bad_settings_are_reported() {
     assert_eq!((e.retry.max_elapsed_time, e.retry.max_interval), (Duration::ZERO, Duration::from_secs(10)));
 
     let bad = format!(
-        "{base}    schema: Enterprise-1\n    retention: 2h\n    pool_size: 0\n    tables: {{trace_spans: false, request_metrics: false, llm_call_metrics: false, system_metrics: false, log_records: false}}\n{tail}"
+        "{base}    schema: Enterprise-1\n    retention: 2h\n    pool_size: 0\n    tables: {{trace_spans: false, request_metrics: false, llm_call_metrics: false, system_metrics: false, log_records: false, error_groups: false}}\n{tail}"
     );
     let problems = parse(&bad).expect_err("invalid");
     let text: String = problems.iter().map(|p| format!("{p}\n")).collect();

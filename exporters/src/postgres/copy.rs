@@ -1,7 +1,7 @@
 //! Rows to PostgreSQL's binary `COPY` format, and the write of one batch:
-//! one transaction, one `COPY … FROM STDIN (FORMAT binary)` per table, the
-//! batch id recorded in the same transaction, and bad rows isolated by
-//! bisection into the dead-letter table.
+//! one transaction, one `COPY … FROM STDIN (FORMAT binary)` per table and
+//! one upsert of the batch's error groups, the batch id recorded in the same
+//! transaction, and bad rows isolated by bisection into the dead-letter table.
 //!
 //! The encoder is written here rather than taken from
 //! `tokio_postgres::binary_copy`: each row is encoded once, with no per-value
@@ -11,13 +11,16 @@
 //! `psql \copy`.
 
 use super::PgError;
+use super::errors::ErrorGroup;
 use super::time::rfc3339;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use std::net::IpAddr;
 use std::ops::Range;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The tables the exporter writes with `COPY`.
+/// The tables the exporter writes: the high-volume ones with `COPY`,
+/// partitioned by day, and `error_groups` with an upsert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     TraceSpans,
@@ -25,16 +28,34 @@ pub enum Table {
     LlmCallMetrics,
     SystemMetrics,
     LogRecords,
+    ErrorGroups,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    /// Every table the exporter writes.
+    pub const ALL: [Table; 6] = [
+        Table::TraceSpans,
+        Table::RequestMetrics,
+        Table::LlmCallMetrics,
+        Table::SystemMetrics,
+        Table::LogRecords,
+        Table::ErrorGroups,
+    ];
+
+    /// The tables written with `COPY`, one row per item, partitioned by day.
+    pub const COPIED: [Table; 5] = [
         Table::TraceSpans,
         Table::RequestMetrics,
         Table::LlmCallMetrics,
         Table::SystemMetrics,
         Table::LogRecords,
     ];
+
+    /// Whether the migrations create the table partitioned by day
+    /// (`error_groups`, an aggregate, is a plain table).
+    pub fn partitioned(self) -> bool {
+        self != Table::ErrorGroups
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -43,18 +64,20 @@ impl Table {
             Table::LlmCallMetrics => "llm_call_metrics",
             Table::SystemMetrics => "system_metrics",
             Table::LogRecords => "log_records",
+            Table::ErrorGroups => "error_groups",
         }
     }
 
-    /// The partition key.
+    /// The partition key; for `error_groups`, the column retention reads.
     pub fn time_column(self) -> &'static str {
         match self {
             Table::TraceSpans => "start_time",
+            Table::ErrorGroups => "last_seen",
             _ => "timestamp",
         }
     }
 
-    /// The columns `COPY` writes, in order (`id` is left to its default).
+    /// The columns the exporter writes, in order (`id` is left to its default).
     pub fn columns(self) -> &'static [&'static str] {
         match self {
             Table::TraceSpans => &[
@@ -126,6 +149,21 @@ impl Table {
                 "scope_name",
                 "event_name",
             ],
+            Table::ErrorGroups => &[
+                "fingerprint",
+                "service_name",
+                "error_type",
+                "message",
+                "culprit",
+                "first_seen",
+                "last_seen",
+                "occurrences",
+                "last_trace_id",
+                "last_span_id",
+                "last_message",
+                "stacktrace",
+                "attributes",
+            ],
         }
     }
 
@@ -143,6 +181,7 @@ pub trait Cells {
     /// A JSONB value given as JSON text.
     fn json(&mut self, v: &str);
     fn int4(&mut self, v: i32);
+    fn int8(&mut self, v: i64);
     fn float8(&mut self, v: f64);
     fn boolean(&mut self, v: bool);
     /// A TIMESTAMPTZ, from Unix nanoseconds (stored to the microsecond).
@@ -220,6 +259,10 @@ impl Cells for Binary<'_> {
     fn int4(&mut self, v: i32) {
         self.buf.put_i32(4);
         self.buf.put_i32(v);
+    }
+    fn int8(&mut self, v: i64) {
+        self.buf.put_i32(8);
+        self.buf.put_i64(v);
     }
     fn float8(&mut self, v: f64) {
         self.buf.put_i32(8);
@@ -435,6 +478,9 @@ impl Cells for JsonCells {
     fn int4(&mut self, v: i32) {
         self.put(v.into());
     }
+    fn int8(&mut self, v: i64) {
+        self.put(v.into());
+    }
     fn float8(&mut self, v: f64) {
         self.put(
             serde_json::Number::from_f64(v).map_or_else(|| v.to_string().into(), serde_json::Value::Number),
@@ -496,23 +542,63 @@ pub struct Rejected {
 }
 
 /// Writes every row of `enc` inside the open transaction, isolating rows the
-/// database refuses: a failed `COPY` is rolled back to a savepoint and its
-/// range split in two, down to single rows. Returns the refused rows.
+/// database refuses. Returns the refused rows.
 pub async fn copy_isolating(
     client: &tokio_postgres::Client,
     schema: &str,
     enc: &Encoded,
 ) -> Result<Vec<Rejected>, PgError> {
     let statement = enc.table.copy_statement(schema);
+    isolating(client, RowSource::Copy { statement: &statement, enc }).await
+}
+
+/// What one statement writes, a range of rows at a time.
+enum RowSource<'a> {
+    Copy { statement: &'a str, enc: &'a Encoded },
+    Groups { statement: &'a str, groups: &'a [ErrorGroup] },
+}
+
+impl RowSource<'_> {
+    fn table(&self) -> Table {
+        match self {
+            RowSource::Copy { enc, .. } => enc.table,
+            RowSource::Groups { .. } => Table::ErrorGroups,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            RowSource::Copy { enc, .. } => enc.len(),
+            RowSource::Groups { groups, .. } => groups.len(),
+        }
+    }
+
+    async fn write(
+        &self,
+        client: &tokio_postgres::Client,
+        range: Range<usize>,
+    ) -> Result<u64, tokio_postgres::Error> {
+        match self {
+            RowSource::Copy { statement, enc } => copy_rows(client, statement, enc, range).await,
+            RowSource::Groups { statement, groups } => upsert_groups(client, statement, &groups[range]).await,
+        }
+    }
+}
+
+/// Writes every row of `source` inside the open transaction, isolating rows
+/// the database refuses: a failed range is rolled back to a savepoint and
+/// split in two, down to single rows. Returns the refused rows.
+async fn isolating(client: &tokio_postgres::Client, source: RowSource<'_>) -> Result<Vec<Rejected>, PgError> {
+    let table = source.table();
     let mut rejected = Vec::new();
     let mut pending: Vec<Range<usize>> = Vec::new();
-    pending.push(0..enc.len());
+    pending.push(0..source.len());
     while let Some(range) = pending.pop() {
         if range.is_empty() {
             continue;
         }
         client.batch_execute("SAVEPOINT magpie_rows").await.map_err(PgError::db("opening a savepoint"))?;
-        match copy_rows(client, &statement, enc, range.clone()).await {
+        match source.write(client, range.clone()).await {
             Ok(_) => {
                 client
                     .batch_execute("RELEASE SAVEPOINT magpie_rows")
@@ -526,7 +612,7 @@ pub async fn copy_isolating(
                     .map_err(PgError::db("rolling back to a savepoint"))?;
                 if range.len() == 1 {
                     rejected.push(Rejected {
-                        table: enc.table,
+                        table,
                         index: range.start,
                         sqlstate: e.code().map(|c| c.code().to_string()).unwrap_or_default(),
                         error: super::db_message(&e),
@@ -539,12 +625,106 @@ pub async fn copy_isolating(
                 }
             }
             Err(e) => {
-                return Err(PgError::Db { context: format!("copying into {}", enc.table.name()), source: e });
+                let verb = if table == Table::ErrorGroups { "upserting into" } else { "copying into" };
+                return Err(PgError::Db { context: format!("{verb} {}", table.name()), source: e });
             }
         }
     }
     rejected.sort_by_key(|r| r.index);
     Ok(rejected)
+}
+
+/// The upsert of one batch's error groups: one row per group, from one array
+/// per column. A group already in the table gains the batch's occurrences,
+/// its first and last sighting widen, and the sample of the latest occurrence
+/// (`last_*`, `attributes`, `stacktrace`) is the newer of the two; the stack
+/// trace is kept when the newer occurrence has none. Rows are taken in
+/// fingerprint order, so concurrent writers lock them in the same order.
+pub fn upsert_statement(schema: &str) -> String {
+    let newer = |column: &str| {
+        format!(
+            "{column} = CASE WHEN EXCLUDED.last_seen >= g.last_seen THEN EXCLUDED.{column} ELSE g.{column} END"
+        )
+    };
+    format!(
+        "INSERT INTO {schema}.error_groups AS g ({columns})
+         SELECT fingerprint, service_name, error_type, message, culprit, first_seen, last_seen, occurrences,
+                last_trace_id, last_span_id, last_message, stacktrace, attributes::jsonb
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                     $7::timestamptz[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+              AS u({columns})
+         ORDER BY fingerprint
+         ON CONFLICT (fingerprint) DO UPDATE SET
+             occurrences = g.occurrences + EXCLUDED.occurrences,
+             first_seen = least(g.first_seen, EXCLUDED.first_seen),
+             last_seen = greatest(g.last_seen, EXCLUDED.last_seen),
+             {}, {}, {}, {},
+             stacktrace = CASE WHEN EXCLUDED.last_seen >= g.last_seen
+                               THEN coalesce(EXCLUDED.stacktrace, g.stacktrace)
+                               ELSE coalesce(g.stacktrace, EXCLUDED.stacktrace) END",
+        newer("last_trace_id"),
+        newer("last_span_id"),
+        newer("last_message"),
+        newer("attributes"),
+        columns = Table::ErrorGroups.columns().join(", "),
+    )
+}
+
+fn system_time(unix_nanos: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(unix_nanos)
+}
+
+/// Runs the upsert ([`upsert_statement`]) for `groups`.
+pub async fn upsert_groups(
+    client: &tokio_postgres::Client,
+    statement: &str,
+    groups: &[ErrorGroup],
+) -> Result<u64, tokio_postgres::Error> {
+    let text = |f: fn(&ErrorGroup) -> &str| groups.iter().map(f).collect::<Vec<&str>>();
+    let opt = |f: fn(&ErrorGroup) -> Option<&str>| groups.iter().map(f).collect::<Vec<Option<&str>>>();
+    let fingerprint = text(|g| &g.fingerprint);
+    let service = opt(|g| g.service_name.as_deref());
+    let error_type = text(|g| &g.error_type);
+    let message = text(|g| &g.message);
+    let culprit = text(|g| &g.culprit);
+    let first: Vec<SystemTime> = groups.iter().map(|g| system_time(g.first_seen)).collect();
+    let last: Vec<SystemTime> = groups.iter().map(|g| system_time(g.last_seen)).collect();
+    let occurrences: Vec<i64> = groups.iter().map(|g| g.occurrences).collect();
+    let trace = opt(|g| g.last_trace_id.as_deref());
+    let span = opt(|g| g.last_span_id.as_deref());
+    let last_message = text(|g| &g.last_message);
+    let stacktrace = opt(|g| g.stacktrace.as_deref());
+    let attributes = text(|g| &g.attributes);
+    client
+        .execute(
+            statement,
+            &[
+                &fingerprint,
+                &service,
+                &error_type,
+                &message,
+                &culprit,
+                &first,
+                &last,
+                &occurrences,
+                &trace,
+                &span,
+                &last_message,
+                &stacktrace,
+                &attributes,
+            ],
+        )
+        .await
+}
+
+/// Upserts `groups` inside the open transaction, isolating the groups the
+/// database refuses as [`copy_isolating`] does rows. Returns the refused groups.
+pub async fn upsert_isolating(
+    client: &tokio_postgres::Client,
+    statement: &str,
+    groups: &[ErrorGroup],
+) -> Result<Vec<Rejected>, PgError> {
+    isolating(client, RowSource::Groups { statement, groups }).await
 }
 
 #[cfg(test)]
@@ -670,6 +850,7 @@ mod tests {
         );
         for t in Table::ALL {
             assert!(t.columns().contains(&t.time_column()), "{t:?}");
+            assert_eq!(t.partitioned(), Table::COPIED.contains(&t), "{t:?}");
         }
     }
 }

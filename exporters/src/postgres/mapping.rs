@@ -5,9 +5,11 @@
 //! semantic-convention alias, stable names first (brief §3), so both old and
 //! new instrumentations land in the same columns. Values longer than a
 //! seed column's `VARCHAR(n)` are cut at a character boundary; the full
-//! value stays in `tags`/`attributes`.
+//! value stays in `tags`/`attributes`. Exceptions and failed spans are
+//! also aggregated into error groups ([`super::errors`]).
 
 use super::copy::{Cells, Encoded, Row, Table, encode};
+use super::errors::{self, ErrorGroups};
 use super::json;
 use super::time::rfc3339;
 use magpie_core::Batch;
@@ -79,6 +81,7 @@ pub struct TablesConfig {
     pub llm_call_metrics: bool,
     pub system_metrics: bool,
     pub log_records: bool,
+    pub error_groups: bool,
 }
 
 impl Default for TablesConfig {
@@ -89,6 +92,7 @@ impl Default for TablesConfig {
             llm_call_metrics: true,
             system_metrics: true,
             log_records: true,
+            error_groups: true,
         }
     }
 }
@@ -101,6 +105,7 @@ impl TablesConfig {
             Table::LlmCallMetrics => self.llm_call_metrics,
             Table::SystemMetrics => self.system_metrics,
             Table::LogRecords => self.log_records,
+            Table::ErrorGroups => self.error_groups,
         }
     }
 }
@@ -330,14 +335,21 @@ pub struct Rows {
     pub llm_calls: Vec<LlmCallRow>,
     pub metrics: Vec<MetricRow>,
     pub logs: Vec<LogRow>,
+    /// The batch's error groups, aggregated (written by an upsert, not `COPY`).
+    pub errors: ErrorGroups,
 }
 
 impl Rows {
     pub fn total(&self) -> usize {
-        self.spans.len() + self.requests.len() + self.llm_calls.len() + self.metrics.len() + self.logs.len()
+        self.spans.len()
+            + self.requests.len()
+            + self.llm_calls.len()
+            + self.metrics.len()
+            + self.logs.len()
+            + self.errors.len()
     }
 
-    /// Each non-empty table's rows, encoded for `COPY`, in a fixed table order.
+    /// Each non-empty `COPY` table's rows, encoded, in a fixed table order.
     pub fn encode(&self) -> Vec<Encoded> {
         let all = [
             (!self.spans.is_empty()).then(|| encode(&self.spans)),
@@ -356,6 +368,7 @@ impl Rows {
         self.llm_calls.append(&mut other.llm_calls);
         self.metrics.append(&mut other.metrics);
         self.logs.append(&mut other.logs);
+        self.errors.append(other.errors);
     }
 
     /// Row `index` of `table` as JSON, for the dead-letter table.
@@ -367,6 +380,7 @@ impl Rows {
             Table::LlmCallMetrics => self.llm_calls.get(index).map(row_json),
             Table::SystemMetrics => self.metrics.get(index).map(row_json),
             Table::LogRecords => self.logs.get(index).map(row_json),
+            Table::ErrorGroups => self.errors.get(index).map(row_json),
         }
     }
 }
@@ -390,9 +404,11 @@ pub fn map_batch_part(
 ) -> Rows {
     let mut rows = Rows::default();
     match batch {
-        Batch::Traces(rs) => map_spans(rs, m, tables, &mut rows, spans),
+        Batch::Traces(rs) => map_spans(rs, m, tables, now, &mut rows, spans),
         Batch::Metrics(rm) if tables.system_metrics => map_metrics(rm, now, &mut rows),
-        Batch::Logs(rl) if tables.log_records => map_logs(rl, now, &mut rows),
+        Batch::Logs(rl) if tables.log_records || tables.error_groups => {
+            map_logs(rl, m, tables, now, &mut rows)
+        }
         _ => {}
     }
     rows
@@ -497,7 +513,14 @@ fn is_genai(attrs: &[KeyValue]) -> bool {
         || attr(attrs, semconv::GENAI_OPERATION).is_some()
 }
 
-fn map_spans(rs: &[ResourceSpans], m: &MappingConfig, t: &TablesConfig, rows: &mut Rows, part: Range<usize>) {
+fn map_spans(
+    rs: &[ResourceSpans],
+    m: &MappingConfig,
+    t: &TablesConfig,
+    now: u64,
+    rows: &mut Rows,
+    part: Range<usize>,
+) {
     let mut at = 0usize;
     for r in rs {
         let in_resource: usize = r.scope_spans.iter().map(|ss| ss.spans.len()).sum();
@@ -520,6 +543,11 @@ fn map_spans(rs: &[ResourceSpans], m: &MappingConfig, t: &TablesConfig, rows: &m
                     span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e6;
                 let attrs = &span.attributes[..];
                 let (status_code, status_message) = status_of(span);
+                if t.error_groups {
+                    for o in errors::span_occurrences(span, res_attrs, &m.user, now) {
+                        rows.errors.add(service.as_deref(), o);
+                    }
+                }
                 if t.request_metrics
                     && span.kind == SpanKind::Server as i32
                     && let Some(method) = string_attr(attrs, semconv::HTTP_METHOD)
@@ -836,7 +864,7 @@ fn map_metrics(rm: &[ResourceMetrics], now: u64, rows: &mut Rows) {
     }
 }
 
-fn map_logs(rl: &[ResourceLogs], now: u64, rows: &mut Rows) {
+fn map_logs(rl: &[ResourceLogs], m: &MappingConfig, tables: &TablesConfig, now: u64, rows: &mut Rows) {
     for r in rl {
         let res_attrs: &[KeyValue] = r.resource.as_ref().map_or(&[], |r| &r.attributes);
         let resource: Arc<str> = json::attrs(res_attrs).into();
@@ -849,6 +877,14 @@ fn map_logs(rl: &[ResourceLogs], now: u64, rows: &mut Rows) {
                     (0, observed) => observed,
                     (t, _) => t,
                 };
+                if tables.error_groups
+                    && let Some(o) = errors::log_occurrence(lr, res_attrs, &m.user, scope, timestamp)
+                {
+                    rows.errors.add(service.as_deref(), o);
+                }
+                if !tables.log_records {
+                    continue;
+                }
                 rows.logs.push(LogRow {
                     timestamp,
                     observed_timestamp: (lr.observed_time_unix_nano != 0)
@@ -1409,6 +1445,62 @@ mod tests {
         assert_eq!(map_batch(&Batch::Logs(magpie_core::otlp::testdata::logs(1, 3)), &m, &off, 0).total(), 0);
     }
 
+    fn failing(kind: SpanKind, message: &str) -> Span {
+        let mut s = span(kind, vec![kv_str("http.method", "GET")]);
+        s.status = Some(Status { code: StatusCode::Error as i32, message: message.into() });
+        s
+    }
+
+    fn exception_logs() -> Batch {
+        Batch::Logs(vec![ResourceLogs {
+            resource: resource(vec![kv_str("service.name", "api")]),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    LogRecord {
+                        attributes: vec![kv_str("exception.type", "KeyError")],
+                        ..Default::default()
+                    },
+                    LogRecord { attributes: vec![kv_str("key", "v")], ..Default::default() },
+                ],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }])
+    }
+
+    #[test]
+    fn failures_become_error_groups_unless_disabled() {
+        let m = MappingConfig::default();
+        let batch = traces(
+            vec![kv_str("service.name", "api")],
+            vec![
+                failing(SpanKind::Server, "user 1 not found"),
+                failing(SpanKind::Server, "user 2 not found"),
+                span(SpanKind::Server, vec![]),
+            ],
+        );
+        let rows = map(&batch);
+        assert_eq!(rows.errors.len(), 1);
+        let g = rows.errors.get(0).expect("a group");
+        assert_eq!(
+            (g.occurrences, g.service_name.as_deref(), g.message.as_str()),
+            (2, Some("api"), "user <num> not found")
+        );
+        assert_eq!((rows.spans.len(), rows.total()), (3, 3 + 2 + 1), "spans, requests and one group");
+        let off = TablesConfig { error_groups: false, ..Default::default() };
+        assert!(map_batch(&batch, &m, &off, 0).errors.is_empty());
+
+        // A log record with exception attributes is one, with or without its log_records row.
+        let rows = map(&exception_logs());
+        assert_eq!((rows.logs.len(), rows.errors.len()), (2, 1));
+        assert_eq!(rows.errors.get(0).map(|g| g.last_seen), Some(42), "no timestamp: now");
+        let only_groups = TablesConfig { log_records: false, ..Default::default() };
+        let rows = map_batch(&exception_logs(), &m, &only_groups, 0);
+        assert_eq!((rows.logs.len(), rows.errors.len()), (0, 1));
+        let neither = TablesConfig { log_records: false, error_groups: false, ..Default::default() };
+        assert_eq!(map_batch(&exception_logs(), &m, &neither, 0).total(), 0);
+    }
+
     #[test]
     fn mapping_in_parts_gives_the_rows_of_the_whole() {
         let batch = Batch::Traces(
@@ -1428,6 +1520,10 @@ mod tests {
                     vec![kv_str("service.name", "b")],
                     (0..4).map(|_| span(SpanKind::Internal, vec![])).collect(),
                 ),
+                traces(
+                    vec![kv_str("service.name", "c")],
+                    (0..3).map(|i| failing(SpanKind::Internal, &format!("lost {i}"))).collect(),
+                ),
             ]
             .into_iter()
             .flat_map(|b| match b {
@@ -1437,10 +1533,11 @@ mod tests {
             .collect(),
         );
         let whole = map(&batch);
-        assert_eq!((whole.spans.len(), whole.requests.len(), whole.llm_calls.len()), (9, 5, 5));
-        for chunk in [1, 2, 4, 5, 8, 9, 100] {
+        assert_eq!((whole.spans.len(), whole.requests.len(), whole.llm_calls.len()), (12, 5, 5));
+        assert_eq!((whole.errors.len(), whole.errors.get(0).map(|g| g.occurrences)), (1, Some(3)));
+        for chunk in [1, 2, 4, 5, 8, 9, 11, 12, 100] {
             let mut parts = Rows::default();
-            for start in (0..9).step_by(chunk) {
+            for start in (0..12).step_by(chunk) {
                 parts.append(map_batch_part(
                     &batch,
                     &MappingConfig::default(),
@@ -1477,6 +1574,9 @@ mod tests {
             fn int4(&mut self, _: i32) {
                 self.0 += 1;
             }
+            fn int8(&mut self, _: i64) {
+                self.0 += 1;
+            }
             fn float8(&mut self, _: f64) {
                 self.0 += 1;
             }
@@ -1508,5 +1608,6 @@ mod tests {
         count(&rows.llm_calls[0]);
         count(&map(&metrics(vec![gauge("g", "1", vec![double_point(1.0, 0, 1, vec![])])])).metrics[0]);
         count(&map(&Batch::Logs(magpie_core::otlp::testdata::logs(1, 1))).logs[0]);
+        count(map(&exception_logs()).errors.get(0).expect("a group"));
     }
 }

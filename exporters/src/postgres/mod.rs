@@ -1,12 +1,14 @@
 //! `postgres`: writes spans, metric data points and log records into the
 //! tables the admin dashboard reads (`trace_spans`, `request_metrics`,
 //! `llm_call_metrics`, `system_metrics`, `log_records` in the `enterprise`
-//! schema by default).
+//! schema by default), and groups their exceptions and failed spans in
+//! `error_groups`.
 //!
 //! Each batch is one transaction: the batch's id goes into `magpie_batches`
 //! first, then one binary `COPY` per table; `trace_spans` is streamed part
 //! by part while the next part is mapped on a blocking thread, so mapping
-//! overlaps the database's work. When a commit's outcome is
+//! overlaps the database's work. Last comes one upsert of the batch's error
+//! groups, so they too are counted exactly once. When a commit's outcome is
 //! unknown (the connection dropped during `COMMIT`) the agent offers the same
 //! batch again and the id, already present, says it was written: nothing is
 //! written twice. When the database refuses a row, the batch is rolled back
@@ -20,8 +22,10 @@
 //! agent: the setup is retried before the first export.
 //!
 //! This module depends on `magpie-core` and the PostgreSQL client crates
-//! only. Layout: [`mapping`] (pure OTLP → rows), [`copy`] (binary COPY and
-//! bad-row isolation), [`schema`] (migrations, partitions, retention),
+//! only. Layout: [`mapping`] (pure OTLP → rows), [`errors`] (pure: error
+//! occurrences, message templates, culprits, fingerprints), [`copy`] (binary
+//! COPY, the error-group upsert and bad-row isolation), [`schema`]
+//! (migrations, partitions, retention),
 //! [`connect`] (DSN, TLS, pool), [`json`] and [`time`] (helpers).
 
 /// Connection settings (DSN, TLS), shared with the `postgresql` receiver, and the pool.
@@ -45,6 +49,7 @@ pub mod connect {
     }
 }
 pub mod copy;
+pub mod errors;
 pub mod json;
 pub mod mapping;
 pub mod schema;
@@ -346,13 +351,25 @@ pub struct Writer {
     quoted: String,
     timeout: Duration,
     statements: Vec<(Table, String)>,
+    /// The `error_groups` upsert.
+    upsert: String,
 }
 
 impl Writer {
     pub fn new(id: &ComponentId, pool: Pool, target: String, schema: &str, timeout: Duration) -> Writer {
         let quoted = schema::quoted(schema);
-        let statements = Table::ALL.iter().map(|t| (*t, t.copy_statement(&quoted))).collect();
-        Writer { id: id.clone(), pool, target, schema: schema.to_string(), quoted, timeout, statements }
+        let statements = Table::COPIED.iter().map(|t| (*t, t.copy_statement(&quoted))).collect();
+        let upsert = copy::upsert_statement(&quoted);
+        Writer {
+            id: id.clone(),
+            pool,
+            target,
+            schema: schema.to_string(),
+            quoted,
+            timeout,
+            statements,
+            upsert,
+        }
     }
 
     fn statement(&self, t: Table) -> &str {
@@ -416,7 +433,7 @@ impl Writer {
                 // The producer stopped before the last part: never commit half a batch.
                 None => return Err(PgError::Config("mapping the batch stopped before its end".to_string())),
             };
-            if conn.is_none() && !part_encoded.is_empty() {
+            if conn.is_none() && (!part_encoded.is_empty() || !part_rows.errors.is_empty()) {
                 let mut c = checkout(&self.pool, &self.target).await?;
                 if !self.begin(c.client(), batch_id, items).await? {
                     c.client().batch_execute("ROLLBACK").await.map_err(PgError::db("rolling back"))?;
@@ -472,7 +489,8 @@ impl Writer {
             }
         }
         let encoded = Encoded::merge(encoded);
-        let total: usize = encoded.iter().map(Encoded::len).sum();
+        let groups = rows.errors.groups();
+        let total: usize = encoded.iter().map(Encoded::len).sum::<usize>() + groups.len();
         if !refused {
             for enc in encoded.iter().filter(|e| e.table != Table::TraceSpans) {
                 match copy_rows(c, self.statement(enc.table), enc, 0..enc.len()).await {
@@ -482,6 +500,20 @@ impl Writer {
                         break;
                     }
                     Err(e) => return Err(self.copy_error(enc.table, e)),
+                }
+            }
+        }
+        // The groups are cut and cleaned so that no value can be refused; were
+        // one refused anyway, it is isolated below like a bad row.
+        if !refused && !groups.is_empty() {
+            match copy::upsert_groups(c, &self.upsert, groups).await {
+                Ok(_) => {}
+                Err(e) if is_row_error(&e) => refused = true,
+                Err(e) => {
+                    return Err(PgError::Db {
+                        context: format!("upserting into {}.error_groups", self.schema),
+                        source: e,
+                    });
                 }
             }
         }
@@ -500,6 +532,9 @@ impl Writer {
         let mut rejected = Vec::new();
         for enc in &encoded {
             rejected.extend(copy_isolating(c, &self.quoted, enc).await?);
+        }
+        if !groups.is_empty() {
+            rejected.extend(copy::upsert_isolating(c, &self.upsert, groups).await?);
         }
         let mut lost = 0;
         for r in &rejected {

@@ -1,5 +1,6 @@
 //! The schema: versioned migrations, daily partitions created ahead of time,
-//! and retention that drops whole partitions.
+//! and retention that drops whole partitions (and deletes error groups not
+//! seen within it).
 //!
 //! Migrations run in one transaction under a transaction-scoped advisory
 //! lock keyed by the schema name, so two agents starting at once apply each
@@ -30,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "seed tables, partitioned by day", sql: V1_SEED_TABLES },
     Migration { version: 2, name: "log records, alert rules and alert events", sql: V2_LOGS_AND_ALERTS },
     Migration { version: 3, name: "batch ledger and dead letters", sql: V3_BATCHES_AND_DEAD_LETTERS },
+    Migration { version: 4, name: "error groups", sql: V4_ERROR_GROUPS },
 ];
 
 /// The latest schema version.
@@ -212,6 +214,27 @@ CREATE TABLE IF NOT EXISTS {schema}.dead_letter (
 CREATE INDEX IF NOT EXISTS idx_dead_letter_created_at ON {schema}.dead_letter(created_at DESC);
 "#;
 
+/// One row per error group, updated in place: an aggregate, not partitioned.
+const V4_ERROR_GROUPS: &str = r#"
+CREATE TABLE IF NOT EXISTS {schema}.error_groups (
+    fingerprint TEXT PRIMARY KEY,
+    service_name TEXT,
+    error_type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    culprit TEXT NOT NULL,
+    first_seen TIMESTAMPTZ NOT NULL,
+    last_seen TIMESTAMPTZ NOT NULL,
+    occurrences BIGINT NOT NULL,
+    last_trace_id VARCHAR(32),
+    last_span_id VARCHAR(16),
+    last_message TEXT,
+    stacktrace TEXT,
+    attributes JSONB
+);
+CREATE INDEX IF NOT EXISTS idx_error_groups_last_seen ON {schema}.error_groups(last_seen DESC);
+CREATE INDEX IF NOT EXISTS idx_error_groups_service ON {schema}.error_groups(service_name, last_seen DESC);
+"#;
+
 /// A query the admin dashboard's endpoints run, and the index it relies on
 /// (partition indexes are named `<partition>_<columns>_idx` after the seed's indexes).
 pub struct DashboardQuery {
@@ -306,6 +329,19 @@ pub const DASHBOARD_QUERIES: &[DashboardQuery] = &[
         sql: "SELECT trace_id, start_time, duration_ms FROM {schema}.trace_spans \
               WHERE operation_name = 'db.query' ORDER BY start_time DESC LIMIT 50",
         index_suffix: "_operation_name_idx",
+    },
+    DashboardQuery {
+        endpoint: "error groups (most recent)",
+        sql: "SELECT fingerprint, service_name, error_type, message, culprit, occurrences, first_seen, last_seen, \
+              last_trace_id, attributes FROM {schema}.error_groups ORDER BY last_seen DESC LIMIT 20",
+        index_suffix: "idx_error_groups_last_seen",
+    },
+    DashboardQuery {
+        endpoint: "error groups of a service",
+        sql: "SELECT fingerprint, error_type, message, culprit, occurrences, last_seen FROM {schema}.error_groups \
+              WHERE service_name = 'chatbot' AND last_seen > now() - interval '24 hours' \
+              ORDER BY last_seen DESC LIMIT 20",
+        index_suffix: "idx_error_groups_service",
     },
 ];
 
@@ -406,8 +442,8 @@ pub fn expired(day: Day, now_nanos: u64, retention: Duration) -> bool {
 pub struct MaintenanceReport {
     pub created: Vec<String>,
     pub dropped: Vec<String>,
-    /// Rows deleted from default partitions, unpartitioned tables and the
-    /// batch ledger because they are older than the retention.
+    /// Rows deleted from default partitions, unpartitioned tables, the
+    /// batch ledger and error groups because they are older than the retention.
     pub deleted_rows: u64,
     /// Tables found without partitioning (adopted from a hand-made seed schema).
     pub unpartitioned: Vec<String>,
@@ -415,7 +451,8 @@ pub struct MaintenanceReport {
 
 /// Creates missing daily partitions from yesterday to `ahead` days ahead and,
 /// when `retention` is set, drops partitions and deletes rows older than it.
-/// Tables that are not partitioned only get the row deletion.
+/// Tables that are not partitioned only get the row deletion: for
+/// `error_groups`, the groups whose `last_seen` is older than the retention.
 pub async fn maintain(
     client: &mut tokio_postgres::Client,
     schema: &str,
@@ -439,7 +476,7 @@ pub async fn maintain(
             .map(|r| r.get(0));
         let Some(kind) = kind else { continue };
         let partitioned = kind as u8 == b'p';
-        if !partitioned {
+        if !partitioned && table.partitioned() {
             report.unpartitioned.push(table.name().to_string());
         }
         if partitioned {
@@ -628,7 +665,7 @@ mod tests {
             assert_eq!(m.version, i as i32 + 1);
             assert!(m.sql.contains("{schema}."), "version {} writes outside the schema", m.version);
         }
-        assert_eq!(latest_version(), 3);
+        assert_eq!(latest_version(), 4);
         // Every column COPY writes is created by the migrations.
         let all: String = MIGRATIONS.iter().map(|m| m.sql).collect();
         for t in Table::ALL {

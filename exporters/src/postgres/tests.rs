@@ -13,7 +13,11 @@ use magpie_core::proto::metrics::v1::{
     Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics, metric::Data,
 };
 use magpie_core::proto::resource::v1::Resource;
-use magpie_core::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind};
+use magpie_core::proto::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status,
+    span::{Event, SpanKind},
+    status::StatusCode,
+};
 use magpie_core::telemetry::ComponentStats;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU32;
@@ -115,8 +119,16 @@ fn id_bytes(seed: u64, i: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// How every tenth chat request fails: a Python traceback.
+const LLM_TIMEOUT: &str = "Traceback (most recent call last):
+  File \"/srv/chatbot/app/llm.py\", line 88, in complete
+    resp = await client.post(url, json=body)
+TimeoutError: upstream llm timed out after 39s
+";
+
 /// `requests` chat requests, each a SERVER span, a GenAI CLIENT span and an
-/// internal retrieval span, with ids unique per `seed`.
+/// internal retrieval span, with ids unique per `seed`. Every tenth request
+/// fails with a 500 and a `TimeoutError` recorded on its SERVER span.
 fn chat_batch(seed: u64, requests: u64) -> Batch {
     let now = now_unix_nanos();
     let mut spans = Vec::new();
@@ -135,7 +147,7 @@ fn chat_batch(seed: u64, requests: u64) -> Batch {
             attributes: attrs,
             ..Default::default()
         };
-        spans.push(span(
+        let mut server = span(
             0,
             "POST /api/chat",
             SpanKind::Server,
@@ -147,7 +159,22 @@ fn chat_batch(seed: u64, requests: u64) -> Batch {
                 kv_str("department", ["warehouse", "sales", "support"][(r % 3) as usize]),
                 kv_str("client.address", "203.0.113.7"),
             ],
-        ));
+        );
+        if r % 10 == 9 {
+            let message = format!("upstream llm timed out after {}s", 30 + r);
+            server.events.push(Event {
+                time_unix_nano: start + 140_000_000,
+                name: "exception".into(),
+                attributes: vec![
+                    kv_str("exception.type", "TimeoutError"),
+                    kv_str("exception.message", message.clone()),
+                    kv_str("exception.stacktrace", LLM_TIMEOUT),
+                ],
+                dropped_attributes_count: 0,
+            });
+            server.status = Some(Status { code: StatusCode::Error as i32, message });
+        }
+        spans.push(server);
         spans.push(span(
             1,
             "chat grok-4",
@@ -372,7 +399,7 @@ async fn concurrent_migrations_apply_each_version_once_and_are_idempotent() {
     let mut applied_all = 0;
     for r in &runs {
         let msg = r.as_ref().expect("migration succeeds");
-        if msg.contains("applied 1, 2, 3") {
+        if msg.contains("applied 1, 2, 3, 4") {
             applied_all += 1;
         } else {
             assert!(msg.contains("no migration needed"), "{msg}");
@@ -388,7 +415,7 @@ async fn concurrent_migrations_apply_each_version_once_and_are_idempotent() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     // Partitioned by day, from yesterday to 3 days ahead, plus a default partition.
     let parts = count(
         &db,
@@ -404,6 +431,8 @@ async fn concurrent_migrations_apply_each_version_once_and_are_idempotent() {
         "idx_system_metrics_time_series",
         "idx_llm_metrics_user",
         "idx_trace_spans_trace_id",
+        "idx_error_groups_last_seen",
+        "idx_error_groups_service",
     ] {
         assert_eq!(
             count(
@@ -476,6 +505,11 @@ async fn refused_rows_are_kept_in_dead_letter_and_the_rest_is_written() {
     assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.trace_spans")).await, 1198);
     assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.request_metrics")).await, 400);
     assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.llm_call_metrics")).await, 400);
+    assert_eq!(
+        count(&db, &format!("SELECT sum(occurrences)::int8 FROM {q}.error_groups")).await,
+        40,
+        "the error groups are written once, by the second try, not also by the rolled-back first"
+    );
     let dead = db
         .query(&format!("SELECT table_name, row_data, sqlstate, error FROM {q}.dead_letter ORDER BY id"), &[])
         .await
@@ -632,6 +666,11 @@ async fn cut_during_commit_then_retry(cut: Cut) {
     assert_eq!(count(&db, &format!("SELECT count(DISTINCT span_id) FROM {q}.trace_spans")).await, 60);
     assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.request_metrics")).await, 20);
     assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.magpie_batches")).await, 1);
+    assert_eq!(
+        count(&db, &format!("SELECT sum(occurrences)::int8 FROM {q}.error_groups")).await,
+        2,
+        "the two failed requests are counted once"
+    );
     e.shutdown().await.unwrap();
 }
 
@@ -831,4 +870,479 @@ async fn tls_modes_against_the_local_server() {
         Err(e) => e.to_string().contains("no system CA certificates"),
     };
     assert!(refused, "verify-full must not accept an unverifiable server");
+}
+
+const PYTHON_CHAINED: &str = include_str!("../../tests/fixtures/stacktraces/python_chained.txt");
+
+/// A SERVER span (ids from `seed`) that failed at `time` with an `exception` event.
+fn failed_request(
+    seed: u64,
+    time: u64,
+    error_type: &str,
+    message: &str,
+    stacktrace: Option<&str>,
+    user: &str,
+) -> Span {
+    let mut exception = vec![kv_str("exception.type", error_type), kv_str("exception.message", message)];
+    if let Some(s) = stacktrace {
+        exception.push(kv_str("exception.stacktrace", s));
+    }
+    Span {
+        trace_id: id_bytes(seed, 0, 16),
+        span_id: id_bytes(seed, 0, 8),
+        name: "POST /api/chat".into(),
+        kind: SpanKind::Server as i32,
+        start_time_unix_nano: time - 5_000_000,
+        end_time_unix_nano: time,
+        attributes: vec![
+            kv_str("http.request.method", "POST"),
+            kv_str("http.route", "/api/chat"),
+            kv_int("http.response.status_code", 500),
+            kv_str("enduser.id", user),
+            kv_str("gen_ai.request.model", "grok-4"),
+        ],
+        events: vec![Event {
+            time_unix_nano: time,
+            name: "exception".into(),
+            attributes: exception,
+            dropped_attributes_count: 0,
+        }],
+        status: Some(Status { code: StatusCode::Error as i32, message: message.into() }),
+        ..Default::default()
+    }
+}
+
+fn spans_of(spans: Vec<Span>) -> Batch {
+    Batch::Traces(vec![ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv_str("service.name", "chatbot")],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+        schema_url: String::new(),
+    }])
+}
+
+/// A row of `error_groups`, times in Unix microseconds.
+#[derive(Debug)]
+struct Group {
+    service: Option<String>,
+    error_type: String,
+    message: String,
+    culprit: String,
+    occurrences: i64,
+    first_seen: i64,
+    last_seen: i64,
+    last_trace_id: Option<String>,
+    last_message: Option<String>,
+    stacktrace: Option<String>,
+    attributes: Option<serde_json::Value>,
+}
+
+async fn groups(db: &tokio_postgres::Client, q: &str) -> Vec<Group> {
+    db.query(
+        &format!(
+            "SELECT service_name, error_type, message, culprit, occurrences,
+                    (extract(epoch FROM first_seen) * 1000000)::int8, (extract(epoch FROM last_seen) * 1000000)::int8,
+                    last_trace_id, last_message, stacktrace, attributes
+             FROM {q}.error_groups ORDER BY first_seen, error_type, culprit"
+        ),
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| Group {
+        service: r.get(0),
+        error_type: r.get(1),
+        message: r.get(2),
+        culprit: r.get(3),
+        occurrences: r.get(4),
+        first_seen: r.get(5),
+        last_seen: r.get(6),
+        last_trace_id: r.get(7),
+        last_message: r.get(8),
+        stacktrace: r.get(9),
+        attributes: r.get(10),
+    })
+    .collect()
+}
+
+fn micros(nanos: u64) -> i64 {
+    (nanos / 1_000) as i64
+}
+
+#[tokio::test]
+async fn the_same_error_in_two_batches_is_one_group() {
+    let s = TestSchema::new();
+    let mut e = started(&s.config("")).await;
+    let db = admin().await;
+    let q = s.q();
+    let now = now_unix_nanos();
+    let (t0, t1, t2) = (now - 90_000_000_000, now - 60_000_000_001, now - 30_000_000_000);
+    let stack = Some(PYTHON_CHAINED);
+    e.export(Arc::new(spans_of(vec![failed_request(
+        11,
+        t1,
+        "UserNotFound",
+        "user 123 not found",
+        stack,
+        "ada",
+    )])))
+    .await
+    .unwrap();
+    e.export(Arc::new(spans_of(vec![failed_request(
+        12,
+        t2,
+        "UserNotFound",
+        "user 456 not found",
+        stack,
+        "bob",
+    )])))
+    .await
+    .unwrap();
+    let g = groups(&db, &q).await;
+    assert_eq!(g.len(), 1, "{g:?}");
+    let newer_trace = magpie_core::otlp::hex(&id_bytes(12, 0, 16));
+    assert_eq!((g[0].occurrences, g[0].first_seen, g[0].last_seen), (2, micros(t1), micros(t2)));
+    assert_eq!(g[0].service.as_deref(), Some("chatbot"));
+    assert_eq!((g[0].error_type.as_str(), g[0].message.as_str()), ("UserNotFound", "user <num> not found"));
+    assert_eq!(g[0].culprit, "get_user (chat.py)");
+    assert_eq!(g[0].last_trace_id.as_deref(), Some(newer_trace.as_str()));
+    assert_eq!(g[0].last_message.as_deref(), Some("user 456 not found"));
+    assert_eq!(
+        g[0].attributes,
+        Some(
+            serde_json::json!({"http.route": "/api/chat", "http.request.method": "POST", "enduser.id": "bob",
+            "gen_ai.request.model": "grok-4", "http.response.status_code": 500})
+        )
+    );
+    assert!(g[0].stacktrace.as_deref().is_some_and(|t| t.ends_with("UserNotFound: user 123 not found")));
+
+    // An older occurrence arriving late widens first_seen and leaves the latest sample alone.
+    e.export(Arc::new(spans_of(vec![failed_request(
+        13,
+        t0,
+        "UserNotFound",
+        "user 789 not found",
+        None,
+        "cy",
+    )])))
+    .await
+    .unwrap();
+    // Another type, or another culprit (no stack trace: the span name), is another group.
+    let mut other_place = failed_request(14, t2, "UserNotFound", "user 5 not found", None, "dee");
+    other_place.name = "GET /api/users/{id}".into();
+    e.export(Arc::new(spans_of(vec![
+        failed_request(15, t2, "ValueError", "user 123 not found", stack, "ed"),
+        other_place,
+        failed_request(16, t0, "UserNotFound", "user 7 not found", stack, "flo"),
+    ])))
+    .await
+    .unwrap();
+    let g = groups(&db, &q).await;
+    assert_eq!(g.len(), 4, "{g:?}");
+    let chained =
+        g.iter().find(|x| x.error_type == "UserNotFound" && x.culprit == "get_user (chat.py)").unwrap();
+    assert_eq!((chained.occurrences, chained.first_seen, chained.last_seen), (3, micros(t0), micros(t2)));
+    assert_eq!(
+        chained.last_trace_id.as_deref(),
+        Some(newer_trace.as_str()),
+        "the older occurrence is no sample"
+    );
+    assert_eq!(chained.last_message.as_deref(), Some("user 456 not found"));
+    let mut kinds: Vec<(String, String, i64)> =
+        g.iter().map(|x| (x.error_type.clone(), x.culprit.clone(), x.occurrences)).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("UserNotFound".to_string(), "GET /api/users/{id}".to_string(), 1),
+            ("UserNotFound".to_string(), "POST /api/chat".to_string(), 1),
+            ("UserNotFound".to_string(), "get_user (chat.py)".to_string(), 3),
+            ("ValueError".to_string(), "get_user (chat.py)".to_string(), 1),
+        ]
+    );
+    e.shutdown().await.unwrap();
+}
+
+/// Maps and writes `batch` under `batch_id` straight through a [`Writer`].
+async fn write_as(writer: &Writer, batch: &Arc<Batch>, batch_id: u128, tables: TablesConfig) -> Written {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Part>(2);
+    let b = batch.clone();
+    let producer =
+        tokio::task::spawn_blocking(move || produce_parts(&b, &MappingConfig::default(), &tables, &tx));
+    let written = writer.write(batch_id, batch.item_count(), rx).await.expect("written");
+    producer.await.unwrap();
+    written
+}
+
+async fn writer_for(s: &TestSchema) -> Writer {
+    migrate(&s.config("")).await.expect("migrated");
+    let connector = connect::Connector::new(
+        &url(),
+        &TlsConfig { mode: Some(connect::TlsMode::Disable), ca_file: None },
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let pool = connect::pool(&connector, 2).unwrap();
+    Writer::new(
+        &"postgres/test".parse().unwrap(),
+        pool,
+        connector.target.clone(),
+        &s.name,
+        Duration::from_secs(30),
+    )
+}
+
+#[tokio::test]
+async fn a_batch_offered_again_counts_its_errors_once() {
+    let s = TestSchema::new();
+    let writer = writer_for(&s).await;
+    let db = admin().await;
+    let q = s.q();
+    let now = now_unix_nanos();
+    let batch = Arc::new(spans_of(vec![
+        failed_request(21, now - 2_000, "UserNotFound", "user 1 not found", Some(PYTHON_CHAINED), "a"),
+        failed_request(22, now - 1_000, "UserNotFound", "user 2 not found", Some(PYTHON_CHAINED), "b"),
+    ]));
+    let tables = TablesConfig::default();
+    // Two spans, two requests, two LLM calls and one group.
+    assert!(matches!(write_as(&writer, &batch, 7, tables).await, Written::Committed { rows: 7, .. }));
+    // The same batch id again, as after a commit whose outcome the agent never heard.
+    assert!(matches!(write_as(&writer, &batch, 7, tables).await, Written::AlreadyCommitted));
+    assert_eq!(count(&db, &format!("SELECT sum(occurrences)::int8 FROM {q}.error_groups")).await, 2);
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.trace_spans")).await, 2);
+    // Another batch with the same content is new data and counts.
+    write_as(&writer, &batch, 8, tables).await;
+    assert_eq!(count(&db, &format!("SELECT sum(occurrences)::int8 FROM {q}.error_groups")).await, 4);
+}
+
+fn exception_logs(records: Vec<LogRecord>) -> Batch {
+    Batch::Logs(vec![ResourceLogs {
+        resource: Some(Resource {
+            attributes: vec![kv_str("service.name", "chatbot")],
+            ..Default::default()
+        }),
+        scope_logs: vec![ScopeLogs {
+            scope: Some(magpie_core::proto::common::v1::InstrumentationScope {
+                name: "app.chat".into(),
+                ..Default::default()
+            }),
+            log_records: records,
+            ..Default::default()
+        }],
+        schema_url: String::new(),
+    }])
+}
+
+/// What Python's logging sends for `logger.exception(...)` through OpenTelemetry.
+fn exception_log(time: u64, user_id: u32, trace: u8) -> LogRecord {
+    LogRecord {
+        time_unix_nano: time,
+        severity_number: 17,
+        severity_text: "ERROR".into(),
+        body: Some(magpie_core::proto::common::v1::AnyValue {
+            value: Some(magpie_core::proto::common::v1::any_value::Value::StringValue(
+                "chat request failed".into(),
+            )),
+        }),
+        attributes: vec![
+            kv_str("exception.type", "UserNotFound"),
+            kv_str("exception.message", format!("user {user_id} not found")),
+            kv_str("exception.stacktrace", PYTHON_CHAINED.replace("123", &user_id.to_string())),
+            kv_str("code.function", "handle_chat"),
+            kv_str("code.filepath", "/srv/chatbot/app/chat.py"),
+        ],
+        trace_id: vec![trace; 16],
+        span_id: vec![trace; 8],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn log_records_with_exception_attributes_are_grouped() {
+    let s = TestSchema::new();
+    let mut e = started(&s.config("")).await;
+    let db = admin().await;
+    let q = s.q();
+    let now = now_unix_nanos();
+    let plain = LogRecord {
+        time_unix_nano: now,
+        severity_number: 17,
+        attributes: vec![kv_str("http.route", "/api/chat")],
+        ..Default::default()
+    };
+    e.export(Arc::new(exception_logs(vec![
+        exception_log(now - 2_000_000, 123, 1),
+        plain,
+        exception_log(now - 1_000_000, 456, 2),
+    ])))
+    .await
+    .unwrap();
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.log_records")).await, 3);
+    let g = groups(&db, &q).await;
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!((g[0].occurrences, g[0].last_seen), (2, micros(now - 1_000_000)));
+    assert_eq!((g[0].error_type.as_str(), g[0].message.as_str()), ("UserNotFound", "user <num> not found"));
+    assert_eq!(g[0].culprit, "get_user (chat.py)", "the stack trace's frame, as for a span event");
+    assert_eq!(g[0].last_trace_id.as_deref(), Some("02".repeat(16).as_str()));
+    assert_eq!(g[0].last_message.as_deref(), Some("user 456 not found"));
+}
+
+#[tokio::test]
+async fn error_groups_follow_the_tables_setting() {
+    let db = admin().await;
+    let now = now_unix_nanos();
+    let failing = || spans_of(vec![failed_request(31, now, "UserNotFound", "user 1 not found", None, "a")]);
+    let logs = || exception_logs(vec![exception_log(now, 1, 1)]);
+
+    let off = TestSchema::new();
+    let mut e = started(&off.config("tables: {error_groups: false}\n")).await;
+    e.export(Arc::new(failing())).await.unwrap();
+    e.export(Arc::new(logs())).await.unwrap();
+    let q = off.q();
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.trace_spans")).await, 1);
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.log_records")).await, 1);
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.error_groups")).await, 0);
+
+    let only = TestSchema::new();
+    let mut e = started(&only.config(
+        "tables: {trace_spans: false, request_metrics: false, llm_call_metrics: false, system_metrics: false, log_records: false}\n",
+    ))
+    .await;
+    e.export(Arc::new(failing())).await.unwrap();
+    e.export(Arc::new(logs())).await.unwrap();
+    let q = only.q();
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.trace_spans")).await, 0);
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.log_records")).await, 0);
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM {q}.error_groups")).await,
+        2,
+        "span event and log record"
+    );
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.magpie_batches")).await, 2);
+}
+
+#[tokio::test]
+async fn retention_deletes_groups_not_seen_within_it() {
+    let s = TestSchema::new();
+    let mut e = started(&s.config("")).await;
+    let db = admin().await;
+    let q = s.q();
+    let now = now_unix_nanos();
+    e.export(Arc::new(spans_of(vec![
+        failed_request(41, now, "UserNotFound", "user 1 not found", None, "a"),
+        failed_request(42, now, "ValueError", "bad input", None, "b"),
+    ])))
+    .await
+    .unwrap();
+    // The ValueError recurs 35 days from now.
+    db.batch_execute(&format!(
+        "UPDATE {q}.error_groups SET last_seen = last_seen + interval '35 days' WHERE error_type = 'ValueError'"
+    ))
+    .await
+    .unwrap();
+    let mut client = connect::Connector::new(
+        &url(),
+        &TlsConfig { mode: Some(connect::TlsMode::Disable), ca_file: None },
+        Duration::from_secs(5),
+    )
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let later = now + 40 * time::DAY_NANOS;
+    let keep = schema::maintain(&mut client, &s.name, &[Table::ErrorGroups], later, 0, None).await.unwrap();
+    assert_eq!(
+        (keep.deleted_rows, count(&db, &format!("SELECT count(*) FROM {q}.error_groups")).await),
+        (0, 2)
+    );
+    let report = schema::maintain(
+        &mut client,
+        &s.name,
+        &[Table::ErrorGroups],
+        later,
+        0,
+        Some(Duration::from_secs(30 * 86_400)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.deleted_rows, 1);
+    assert!(report.unpartitioned.is_empty() && report.created.is_empty(), "{report:?}");
+    let left = groups(&db, &q).await;
+    assert_eq!(left.iter().map(|g| g.error_type.as_str()).collect::<Vec<_>>(), ["ValueError"]);
+    e.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_group_goes_to_dead_letter_and_the_spans_are_written() {
+    let s = TestSchema::new();
+    let mut e = started(&s.config("")).await;
+    let db = admin().await;
+    let q = s.q();
+    // Nothing the exporter writes is refused on its own; a constraint stands in for the unforeseen.
+    db.batch_execute(&format!(
+        "ALTER TABLE {q}.error_groups ADD CONSTRAINT no_poison CHECK (error_type <> 'Poison')"
+    ))
+    .await
+    .unwrap();
+    let now = now_unix_nanos();
+    let mut spans: Vec<Span> =
+        (0..8).map(|i| failed_request(50 + i, now, "UserNotFound", "user 1 not found", None, "a")).collect();
+    spans.push(failed_request(60, now, "Poison", "bad 1", None, "a"));
+    spans.push(failed_request(61, now, "Poison", "bad 2", None, "a"));
+    match e.export(Arc::new(spans_of(spans))).await {
+        Err(ExportError::Partial { rejected, message }) => {
+            assert_eq!(rejected, 1, "{message}");
+            assert!(message.contains("error_groups"), "{message}");
+        }
+        other => panic!("expected a partial success, got {other:?}"),
+    }
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.trace_spans")).await, 10);
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.request_metrics")).await, 10);
+    let g = groups(&db, &q).await;
+    assert_eq!(
+        g.iter().map(|x| (x.error_type.as_str(), x.occurrences)).collect::<Vec<_>>(),
+        [("UserNotFound", 8)]
+    );
+    let dead = db
+        .query_one(&format!("SELECT table_name, row_data, sqlstate FROM {q}.dead_letter"), &[])
+        .await
+        .unwrap();
+    assert_eq!(dead.get::<_, String>(0), "error_groups");
+    let row: serde_json::Value = dead.get(1);
+    assert_eq!((row["error_type"].as_str(), row["occurrences"].as_i64()), (Some("Poison"), Some(2)));
+    assert_eq!(row["message"], "bad <num>");
+    assert_eq!(dead.get::<_, Option<String>>(2).as_deref(), Some("23514"));
+}
+
+#[tokio::test]
+async fn a_failed_upsert_rolls_the_batch_back_for_a_retry() {
+    let s = TestSchema::new();
+    let mut e = started(&s.config("")).await;
+    let db = admin().await;
+    let q = s.q();
+    db.batch_execute(&format!(
+        "CREATE FUNCTION {q}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'not now'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON {q}.error_groups FOR EACH ROW EXECUTE FUNCTION {q}.refuse();"
+    ))
+    .await
+    .unwrap();
+    let batch = Arc::new(chat_batch(70, 10));
+    match e.export(batch.clone()).await {
+        Err(ExportError::Retryable { message, .. }) => assert!(message.contains("not now"), "{message}"),
+        other => panic!("expected a retryable error, got {other:?}"),
+    }
+    for table in ["trace_spans", "request_metrics", "magpie_batches", "error_groups", "dead_letter"] {
+        assert_eq!(
+            count(&db, &format!("SELECT count(*) FROM {q}.{table}")).await,
+            0,
+            "{table}: nothing of the batch stays"
+        );
+    }
+    db.batch_execute(&format!("DROP TRIGGER refuse ON {q}.error_groups")).await.unwrap();
+    e.export(batch).await.expect("the retry succeeds");
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM {q}.trace_spans")).await, 30);
+    assert_eq!(count(&db, &format!("SELECT sum(occurrences)::int8 FROM {q}.error_groups")).await, 1);
 }
