@@ -223,26 +223,36 @@ impl LlmCostProcessor {
     /// Logs the first span of each unpriced model, for up to
     /// [`UNKNOWN_MODELS_REMEMBERED`] models.
     fn note_unpriced(&mut self, model: Option<&str>, provider: Option<&str>) {
-        let key = model.unwrap_or("");
+        let key = clip(model.unwrap_or(""), MODEL_NAME_REMEMBERED_BYTES);
         if self.unknown_full || self.unknown.contains(key) {
             return;
         }
         if self.unknown.len() == UNKNOWN_MODELS_REMEMBERED {
             self.unknown_full = true;
-            tracing::info!(component = %self.id, limit = UNKNOWN_MODELS_REMEMBERED, "llm_cost: more models without a price; no longer logging each (they are still counted)");
+            tracing::info!(component = %self.id, limit = UNKNOWN_MODELS_REMEMBERED, "llm_cost has met more unpriced models than it remembers; further ones are counted, not logged");
             return;
         }
         self.unknown.insert(key.to_string());
-        let provider = provider.unwrap_or("unknown");
-        match model {
-            Some(model) => {
-                tracing::info!(component = %self.id, model, provider, "llm_cost: no price for this model, its calls get no cost; add it under prices")
-            }
-            None => {
-                tracing::info!(component = %self.id, provider, "llm_cost: a span has token counts but no gen_ai.response.model or gen_ai.request.model, so no cost")
-            }
+        let provider = clip(provider.unwrap_or("unknown"), MODEL_NAME_REMEMBERED_BYTES);
+        if model.is_some() {
+            tracing::info!(component = %self.id, model = key, provider, "llm_cost has no price for this model; its spans get no cost until it is added under prices");
+        } else {
+            tracing::info!(component = %self.id, provider, "llm_cost saw a span with token counts but no gen_ai.response.model or gen_ai.request.model; such spans get no cost");
         }
     }
+}
+
+/// Bytes of an unpriced model name kept and logged: names come from the
+/// app, and a broken one must not fill the memory or the log.
+const MODEL_NAME_REMEMBERED_BYTES: usize = 200;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+    &s[..end]
 }
 
 /// Writes `value` under `key`: over the existing value when `replace`, else
@@ -269,7 +279,7 @@ impl Processor for LlmCostProcessor {
     fn flush(&mut self, _out: &mut Vec<Batch>) {
         let Counts { priced, unpriced, kept } = self.counts;
         if priced + unpriced + kept > 0 {
-            tracing::info!(component = %self.id, priced, unpriced, kept, "llm_cost: spans priced since start");
+            tracing::info!(component = %self.id, priced, unpriced, kept, "llm_cost spans priced since start");
         }
     }
 }
@@ -442,6 +452,18 @@ mod tests {
         assert_eq!(p.counts().unpriced, 303, "every span is counted");
         assert_eq!(p.unknown.len(), UNKNOWN_MODELS_REMEMBERED, "memory is bounded");
         assert!(p.unknown_full);
+    }
+
+    #[test]
+    fn long_model_names_are_remembered_cut_short() {
+        let mut p = processor("{}");
+        let long = format!("{}é", "m".repeat(MODEL_NAME_REMEMBERED_BYTES - 1));
+        costs(&mut p, DEFAULT_ATTRIBUTE, vec![llm(&long, 1, 1), llm(&format!("{long}-and-more"), 1, 1)]);
+        assert_eq!(p.counts().unpriced, 2);
+        let names: Vec<&String> = p.unknown.iter().collect();
+        assert_eq!(names, vec![&"m".repeat(MODEL_NAME_REMEMBERED_BYTES - 1)], "cut at a character boundary");
+        assert_eq!(clip("abc", 2), "ab");
+        assert_eq!(clip("ab", 2), "ab");
     }
 
     #[test]

@@ -412,6 +412,32 @@ mod tests {
         assert_eq!(builtin().len(), BUILTIN.len());
     }
 
+    /// The README's price table, by model name.
+    fn readme_prices() -> BTreeMap<String, Price> {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("### Built-in prices").expect("a Built-in prices section")..];
+        let mut out = BTreeMap::new();
+        for row in section.lines().take_while(|l| !l.starts_with("## ")).filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            let n = |i: usize| cells[i].parse::<f64>().unwrap_or_else(|e| panic!("{row}: {e}"));
+            let price = pw(n(1), n(2), n(3), n(4));
+            for name in cells[0].split(", ") {
+                // `grok-4` (`grok-4-0709`): the parenthesis names a snapshot, not an entry.
+                let name = name.split(" (").next().unwrap_or(name).trim_matches('`');
+                assert!(out.insert(name.to_string(), price).is_none(), "{name} twice in the README");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_readme_lists_every_builtin_price_and_its_date() {
+        let readme = readme_prices();
+        let table: BTreeMap<String, Price> = BUILTIN.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+        assert_eq!(readme, table, "processors/README.md and BUILTIN differ");
+        assert!(include_str!("../../README.md").contains(&format!("taken on **{BUILTIN_PRICES_DATE}**")));
+    }
+
     #[test]
     fn the_price_of_the_reference_model() {
         // The chatbot this agent was built for calls grok-4-1-fast-reasoning.
