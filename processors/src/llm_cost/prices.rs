@@ -20,7 +20,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-/// The day the built-in prices were taken from the vendors' public price
+/// The day the built-in prices were compiled from the vendors' public price
 /// lists. Prices change: check them, and override or extend them under
 /// `prices:`.
 pub const BUILTIN_PRICES_DATE: &str = "2026-11-26";
@@ -64,9 +64,9 @@ const fn pw(input: f64, cached_input: f64, cache_writes: f64, output: f64) -> Pr
     Price::with_cache_writes(input, cached_input, cache_writes, output)
 }
 
-/// The built-in list prices in USD per million tokens, as the vendors
-/// published them on [`BUILTIN_PRICES_DATE`] (standard tier, pay as you go,
-/// prompts below any long-context threshold). Columns: input, cached input,
+/// The built-in list prices in USD per million tokens, as compiled from the
+/// vendors' price lists on [`BUILTIN_PRICES_DATE`] (standard tier, pay as you
+/// go, prompts below any long-context threshold). Columns: input, cached input,
 /// (cache writes,) output. Models whose price could not be confirmed are left
 /// out. Users should check these and override them under `prices:`.
 #[rustfmt::skip]
@@ -435,7 +435,7 @@ mod tests {
         let readme = readme_prices();
         let table: BTreeMap<String, Price> = BUILTIN.iter().map(|(n, p)| (n.to_string(), *p)).collect();
         assert_eq!(readme, table, "processors/README.md and BUILTIN differ");
-        assert!(include_str!("../../README.md").contains(&format!("taken on **{BUILTIN_PRICES_DATE}**")));
+        assert!(include_str!("../../README.md").contains(&format!("compiled on **{BUILTIN_PRICES_DATE}**")));
     }
 
     #[test]
