@@ -13,22 +13,32 @@
 //!
 //! - [`batch`]: merges small batches and splits large ones by item count, with a timeout.
 //! - [`forward`]: connector passing batches unchanged from one pipeline to others of the same signal.
+//! - [`llm_cost`]: puts the USD cost of each LLM call on its span, from its token counts and a price table.
 //! - [`span_metrics`]: connector deriving RED metrics (HTTP and GenAI) from spans.
 
 pub mod batch;
 pub mod forward;
+pub mod llm_cost;
 pub mod span_metrics;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Connector, Processor, Signal, Signals, TypeInfo};
 
 /// Every processor type.
-pub const TYPES: &[TypeInfo] = &[TypeInfo {
-    name: "batch",
-    signals: Signals::ALL,
-    routes: &[],
-    about: "merges small batches and splits large ones by item count, flushing on a timeout",
-}];
+pub const TYPES: &[TypeInfo] = &[
+    TypeInfo {
+        name: "batch",
+        signals: Signals::ALL,
+        routes: &[],
+        about: "merges small batches and splits large ones by item count, flushing on a timeout",
+    },
+    TypeInfo {
+        name: "llm_cost",
+        signals: Signals { traces: true, metrics: false, logs: false },
+        routes: &[],
+        about: "puts the USD cost of each LLM call on its span, from its token counts and a price table",
+    },
+];
 
 /// Every connector type.
 pub const CONNECTOR_TYPES: &[TypeInfo] = &[
@@ -62,6 +72,7 @@ fn typed<T: serde::de::DeserializeOwned, C>(
 #[derive(Clone, Debug)]
 pub enum ProcessorConfig {
     Batch(batch::BatchConfig),
+    LlmCost(llm_cost::LlmCostConfig),
 }
 
 impl ProcessorConfig {
@@ -73,6 +84,7 @@ impl ProcessorConfig {
     ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         match type_name {
             "batch" => typed(node, path, ProcessorConfig::Batch),
+            "llm_cost" => typed(node, path, ProcessorConfig::LlmCost),
             _ => Ok(None),
         }
     }
@@ -81,13 +93,15 @@ impl ProcessorConfig {
     pub fn problems(&self) -> Vec<String> {
         match self {
             ProcessorConfig::Batch(c) => c.problems(),
+            ProcessorConfig::LlmCost(c) => c.problems(),
         }
     }
 
     /// A fresh instance for one pipeline.
-    pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Processor>, ComponentError> {
+    pub fn build(&self, id: &ComponentId) -> Result<Box<dyn Processor>, ComponentError> {
         Ok(match self {
             ProcessorConfig::Batch(c) => Box::new(batch::BatchProcessor::new(c)),
+            ProcessorConfig::LlmCost(c) => Box::new(llm_cost::LlmCostProcessor::new(c, id)),
         })
     }
 }

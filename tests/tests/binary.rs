@@ -60,6 +60,7 @@ fn components_lists_every_type() {
     for line in [
         "exporter   file",
         "processor  batch",
+        "processor  llm_cost",
         "connector  forward",
         "exporter   debug",
         "exporter   websocket",

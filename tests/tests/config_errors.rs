@@ -287,3 +287,34 @@ fn duplicate_listen_addresses() {
         ],
     );
 }
+
+#[test]
+fn llm_cost_prices_and_settings() {
+    let traces = "service:\n  pipelines:\n    traces: {receivers: [test_source], processors: [llm_cost], exporters: [debug]}\n";
+    let yaml = |processor: &str| {
+        format!(
+            "receivers:\n  test_source: {{name: x}}\nexporters:\n  debug:\nprocessors:\n  llm_cost:\n{processor}{traces}"
+        )
+    };
+    check(
+        &yaml("    prices:\n      grok-4:\n        input: -3\n        output: 15\n"),
+        &[(9, &["test.yaml:9:16", "processors.llm_cost.prices.grok-4.input", "-3 is not a price"])],
+    );
+    check(
+        &yaml("    prices:\n      \"\": {input: 1, output: 2}\n"),
+        &[(8, &["processors.llm_cost.prices.", "a model name must not be empty"])],
+    );
+    check(
+        &yaml("    overwite: true\n"),
+        &[(7, &["processors.llm_cost.overwite", "did you mean `overwrite`?"])],
+    );
+    check(
+        &yaml("    builtin_prices: false\n"),
+        &[(7, &["processors.llm_cost: prices: builtin_prices is false and no prices are given"])],
+    );
+    // It prices spans, nothing else.
+    check(
+        "receivers: {hostmetrics: {}}\nprocessors: {llm_cost: {}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    metrics: {receivers: [hostmetrics], processors: [llm_cost], exporters: [debug]}\n",
+        &[(6, &["processor `llm_cost` does not handle metrics (it handles: traces)"])],
+    );
+}
