@@ -356,8 +356,22 @@ impl Aggregator {
                 self.record(Kind::GenAiDuration, &service, key, seconds, now);
                 let base = dimension_values(attrs, &ai_dims);
                 let tokens = [
-                    ("input", &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"][..]),
-                    ("output", &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"][..]),
+                    (
+                        "input",
+                        &[
+                            "gen_ai.usage.input_tokens",
+                            "gen_ai.usage.prompt_tokens",
+                            "llm.usage.prompt_tokens",
+                        ][..],
+                    ),
+                    (
+                        "output",
+                        &[
+                            "gen_ai.usage.output_tokens",
+                            "gen_ai.usage.completion_tokens",
+                            "llm.usage.completion_tokens",
+                        ][..],
+                    ),
                 ];
                 for (token_type, names) in tokens {
                     if let Some(n) = attr_i64(attrs, names).filter(|n| *n >= 0) {
@@ -861,6 +875,45 @@ mod tests {
                     3,
                     5200.0,
                     &[1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn openllmetry_token_names_count_too() {
+        let spans = vec![resource(
+            "chat",
+            vec![span(
+                SpanKind::Client,
+                50.0,
+                StatusCode::Unset,
+                vec![
+                    kv_str("gen_ai.system", "openai"),
+                    kv_str("gen_ai.operation.name", "chat"),
+                    kv_str("gen_ai.request.model", "gpt-4o"),
+                    kv_int("llm.usage.prompt_tokens", 7),
+                    kv_int("llm.usage.completion_tokens", 2),
+                ],
+            )],
+        )];
+        let base = "service.name=chat,gen_ai.operation.name=chat,gen_ai.provider.name=openai,gen_ai.request.model=gpt-4o";
+        check(
+            SpanMetricsConfig::default(),
+            spans,
+            GEN_AI_TOKENS,
+            &[
+                (
+                    &format!("{base},gen_ai.token.type=input"),
+                    1,
+                    7.0,
+                    &[0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                ),
+                (
+                    &format!("{base},gen_ai.token.type=output"),
+                    1,
+                    2.0,
+                    &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 ),
             ],
         );

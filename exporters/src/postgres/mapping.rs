@@ -125,9 +125,10 @@ pub mod semconv {
     pub const GENAI_REQUEST_MODEL: &[&str] = &["gen_ai.request.model"];
     pub const GENAI_RESPONSE_MODEL: &[&str] = &["gen_ai.response.model"];
     pub const GENAI_OPERATION: &[&str] = &["gen_ai.operation.name"];
-    pub const GENAI_INPUT_TOKENS: &[&str] = &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"];
+    pub const GENAI_INPUT_TOKENS: &[&str] =
+        &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens"];
     pub const GENAI_OUTPUT_TOKENS: &[&str] =
-        &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"];
+        &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens"];
     pub const GENAI_CACHE_READ: &[&str] = &["gen_ai.usage.cache_read.input_tokens"];
     pub const GENAI_CACHE_CREATION: &[&str] = &["gen_ai.usage.cache_creation.input_tokens"];
     pub const GENAI_REASONING: &[&str] = &["gen_ai.usage.reasoning.output_tokens"];
@@ -1151,6 +1152,23 @@ mod tests {
                 success: false,
                 error_message: Some("upstream timed out".into()),
                 ..llm("claude-sonnet", "anthropic")
+            }),
+        );
+        // OpenLLMetry's token names.
+        check_llm(
+            vec![],
+            vec![
+                kv_str("gen_ai.system", "openai"),
+                kv_str("gen_ai.request.model", "gpt-4o"),
+                kv_int("llm.usage.prompt_tokens", 21),
+                kv_int("llm.usage.completion_tokens", 4),
+            ],
+            None,
+            Some(LlmCallRow {
+                prompt_tokens: Some(21),
+                completion_tokens: Some(4),
+                total_tokens: Some(25),
+                ..llm("gpt-4o", "openai")
             }),
         );
         // Without a status message the error type explains the failure.

@@ -4,7 +4,7 @@
 //!
 //! Pure functions over OTLP types and JSON; no IO.
 
-use magpie_core::otlp::{attr_i64, attr_string, hex};
+use magpie_core::otlp::{attr_f64, attr_i64, attr_string, hex};
 use magpie_core::proto::resource::v1::Resource;
 use magpie_core::proto::trace::v1::{ResourceSpans, Span, span::SpanKind, status::StatusCode};
 use serde::Serialize;
@@ -154,6 +154,9 @@ struct LlmBody<'a> {
     duration_ms: f64,
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
+    /// What the `llm_cost` processor put on the span, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_usd: Option<f64>,
     status: &'static str,
 }
 
@@ -282,8 +285,19 @@ fn summarize(service: &str, span: &Span, spans: bool, llm: bool, errors: bool, o
             model: model.clone(),
             operation: attr_string(a, &["gen_ai.operation.name"]),
             duration_ms,
-            input_tokens: attr_i64(a, &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]),
-            output_tokens: attr_i64(a, &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]),
+            input_tokens: attr_i64(
+                a,
+                &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens"],
+            ),
+            output_tokens: attr_i64(
+                a,
+                &[
+                    "gen_ai.usage.output_tokens",
+                    "gen_ai.usage.completion_tokens",
+                    "llm.usage.completion_tokens",
+                ],
+            ),
+            cost_usd: attr_f64(a, &["gen_ai.usage.cost_usd", "llm.cost_usd"]),
             status,
         };
         out.push(Outgoing {
@@ -445,7 +459,7 @@ pub fn parse_request(text: &str) -> Result<Subscription, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use magpie_core::otlp::{kv_int, kv_str, testdata};
+    use magpie_core::otlp::{kv_double, kv_int, kv_str, testdata};
     use magpie_core::proto::trace::v1::{Status, span::Event};
 
     #[test]
@@ -551,6 +565,7 @@ mod tests {
                     kv_str("gen_ai.request.model", "grok-4"),
                     kv_int("gen_ai.usage.prompt_tokens", 12),
                     kv_int("gen_ai.usage.completion_tokens", 3),
+                    kv_double("gen_ai.usage.cost_usd", 0.000081),
                 ],
             ),
             &[Stream::LlmCalls],
@@ -561,6 +576,22 @@ mod tests {
             (&"llm_call".into(), &"xai".into(), &"grok-4".into())
         );
         assert_eq!((&llm[0]["input_tokens"], &llm[0]["output_tokens"]), (&12.into(), &3.into()));
+        assert_eq!(llm[0]["cost_usd"].as_f64(), Some(0.000081));
+        // OpenLLMetry's older token names, and no cost when nothing priced the call.
+        let older = messages(
+            span(
+                SpanKind::Client,
+                StatusCode::Unset,
+                vec![
+                    kv_str("gen_ai.request.model", "grok-4"),
+                    kv_int("llm.usage.prompt_tokens", 7),
+                    kv_int("llm.usage.completion_tokens", 2),
+                ],
+            ),
+            &[Stream::LlmCalls],
+        );
+        assert_eq!((&older[0]["input_tokens"], &older[0]["output_tokens"]), (&7.into(), &2.into()));
+        assert!(older[0].get("cost_usd").is_none(), "{:?}", older[0]);
 
         let mut failed = span(
             SpanKind::Server,
