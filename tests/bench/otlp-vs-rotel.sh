@@ -286,7 +286,8 @@ for protocol in ["grpc", "http"]:
         ceil = decode.get(("prost", size))
         frac = f"{100 * ms / ceil:.0f}%" if ceil and ms else "-"
         pair = lambda a, b, k, fmt: f"{fmt(a[k]) if a else '-'} / {fmt(b[k]) if b else '-'}"
-        print(f"| {protocol} | {size} | {ms:,.0f} | {rs:,.0f} | {ratio} | {ceil or 0:,.0f} | {frac} "
+        num = lambda v: f"{v:,.0f}" if v else "-"
+        print(f"| {protocol} | {size} | {num(ms)} | {num(rs)} | {ratio} | {ceil or 0:,.0f} | {frac} "
               f"| {pair(m, r, 'hwm_kib', mib)} | {pair(mf, rf, 'cpu_pct', pct)} | {pair(mf, rf, 'rss_kib', mib)} "
               f"| {pair(m, r, 'idle_kib', mib)} |")
 print()
