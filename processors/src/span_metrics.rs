@@ -13,7 +13,9 @@
 //!   `status.code=STATUS_CODE_ERROR` series.
 //! - For GenAI spans, `gen_ai.client.operation.duration` (histogram, seconds)
 //!   and `gen_ai.client.token.usage` (histogram, tokens, by
-//!   `gen_ai.token.type`), by `service.name` and the GenAI dimensions.
+//!   `gen_ai.token.type`), by `service.name` and the GenAI dimensions; and
+//!   `magpie.gen_ai.client.cost` (counter, USD) for GenAI spans that carry a
+//!   cost (`gen_ai.usage.cost_usd`, what the `llm_cost` processor writes).
 //!
 //! Each metric holds at most `cardinality_limit` attribute sets; spans that
 //! would add another are counted in one overflow series whose only
@@ -26,7 +28,7 @@
 //! `magpie-core` only.
 
 use magpie_core::config::duration;
-use magpie_core::otlp::{attr, attr_i64, for_each_span, kv_bool, kv_int, kv_str};
+use magpie_core::otlp::{attr, attr_f64, attr_i64, for_each_span, kv_bool, kv_int, kv_str};
 use magpie_core::proto::common::v1::{InstrumentationScope, KeyValue, any_value};
 use magpie_core::proto::metrics::v1::{
     AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
@@ -50,6 +52,11 @@ pub const CALLS: &str = "traces.span.metrics.calls";
 pub const GEN_AI_DURATION: &str = "gen_ai.client.operation.duration";
 /// `gen_ai.client.token.usage`.
 pub const GEN_AI_TOKENS: &str = "gen_ai.client.token.usage";
+/// The USD cost of GenAI calls (no semantic convention names one yet).
+pub const GEN_AI_COST: &str = "magpie.gen_ai.client.cost";
+/// Where a GenAI span's cost is read from: the `llm_cost` processor's
+/// default attribute, then OpenLLMetry's.
+pub const GEN_AI_COST_ATTRIBUTES: &[&str] = &["gen_ai.usage.cost_usd", "llm.cost_usd"];
 
 /// The semantic conventions' advisory buckets for `http.server.request.duration`.
 pub const HTTP_BUCKETS: &[f64] =
@@ -202,10 +209,12 @@ enum Kind {
     Calls,
     GenAiDuration,
     GenAiTokens,
+    GenAiCost,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::HttpDuration, Kind::Calls, Kind::GenAiDuration, Kind::GenAiTokens];
+    const ALL: [Kind; 5] =
+        [Kind::HttpDuration, Kind::Calls, Kind::GenAiDuration, Kind::GenAiTokens, Kind::GenAiCost];
 
     fn name(self) -> &'static str {
         match self {
@@ -213,6 +222,7 @@ impl Kind {
             Kind::Calls => CALLS,
             Kind::GenAiDuration => GEN_AI_DURATION,
             Kind::GenAiTokens => GEN_AI_TOKENS,
+            Kind::GenAiCost => GEN_AI_COST,
         }
     }
 
@@ -221,6 +231,7 @@ impl Kind {
             Kind::HttpDuration | Kind::GenAiDuration => "s",
             Kind::Calls => "{call}",
             Kind::GenAiTokens => "{token}",
+            Kind::GenAiCost => "{USD}",
         }
     }
 }
@@ -292,7 +303,7 @@ impl Aggregator {
             Kind::HttpDuration => &self.config.http_buckets,
             Kind::GenAiDuration => &self.config.gen_ai_duration_buckets,
             Kind::GenAiTokens => &self.config.gen_ai_token_buckets,
-            Kind::Calls => &[],
+            Kind::Calls | Kind::GenAiCost => &[],
         }
     }
 
@@ -380,6 +391,11 @@ impl Aggregator {
                         self.record(Kind::GenAiTokens, &service, key, n as f64, now);
                     }
                 }
+                if let Some(usd) =
+                    attr_f64(attrs, GEN_AI_COST_ATTRIBUTES).filter(|c| c.is_finite() && *c >= 0.0)
+                {
+                    self.record(Kind::GenAiCost, &service, base.clone(), usd, now);
+                }
             }
         }
     }
@@ -416,7 +432,22 @@ impl Aggregator {
                 // A stable order makes output and tests deterministic.
                 pts.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
                 let start_of = |s: &Series| if delta { window_start } else { s.start };
-                let data = if kind == Kind::Calls {
+                let data = if kind == Kind::GenAiCost {
+                    metric::Data::Sum(Sum {
+                        data_points: pts
+                            .into_iter()
+                            .map(|(attributes, s)| NumberDataPoint {
+                                attributes,
+                                start_time_unix_nano: start_of(s),
+                                time_unix_nano: now,
+                                value: Some(number_data_point::Value::AsDouble(s.sum)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        aggregation_temporality: temporality(delta),
+                        is_monotonic: true,
+                    })
+                } else if kind == Kind::Calls {
                     metric::Data::Sum(Sum {
                         data_points: pts
                             .into_iter()
@@ -650,11 +681,13 @@ mod tests {
                 }
                 Some(metric::Data::Sum(s)) => {
                     for p in &s.data_points {
-                        let v = match p.value {
-                            Some(number_data_point::Value::AsInt(i)) => i as u64,
-                            _ => 0,
+                        // Integer sums in the count slot, double sums in the sum slot.
+                        let (count, sum) = match p.value {
+                            Some(number_data_point::Value::AsInt(i)) => (i as u64, 0.0),
+                            Some(number_data_point::Value::AsDouble(d)) => (0, d),
+                            None => (0, 0.0),
                         };
-                        out.push((show(&p.attributes), v, 0.0, vec![]));
+                        out.push((show(&p.attributes), count, sum, vec![]));
                     }
                 }
                 _ => {}
@@ -876,6 +909,42 @@ mod tests {
                     5200.0,
                     &[1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
                 ),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_cost_of_gen_ai_calls_is_summed_by_model() {
+        let call = |model: &str, cost: Option<(&str, f64)>| {
+            let mut attrs = vec![
+                kv_str("gen_ai.provider.name", "xai"),
+                kv_str("gen_ai.operation.name", "chat"),
+                kv_str("gen_ai.request.model", model),
+            ];
+            if let Some((key, usd)) = cost {
+                attrs.push(magpie_core::otlp::kv_double(key, usd));
+            }
+            span(SpanKind::Client, 100.0, StatusCode::Unset, attrs)
+        };
+        let spans = vec![resource(
+            "chat",
+            vec![
+                call("grok-4", Some(("gen_ai.usage.cost_usd", 0.01))),
+                call("grok-4", Some(("gen_ai.usage.cost_usd", 0.02))),
+                call("grok-4", Some(("llm.cost_usd", 0.005))),
+                call("grok-4", None),
+                call("grok-4", Some(("gen_ai.usage.cost_usd", -1.0))),
+                call("grok-3-mini", Some(("gen_ai.usage.cost_usd", 0.0001))),
+            ],
+        )];
+        let base = "service.name=chat,gen_ai.operation.name=chat,gen_ai.provider.name=xai";
+        check(
+            SpanMetricsConfig::default(),
+            spans,
+            GEN_AI_COST,
+            &[
+                (&format!("{base},gen_ai.request.model=grok-3-mini"), 0, 0.0001, &[]),
+                (&format!("{base},gen_ai.request.model=grok-4"), 0, 0.035, &[]),
             ],
         );
     }

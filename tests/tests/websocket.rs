@@ -252,6 +252,48 @@ async fn subscriptions_and_filters_select_spans_llm_calls_and_errors() {
     assert!(agent.stop().success());
 }
 
+/// With `llm_cost` in the traces pipeline, each `llm_call` carries the
+/// call's price and `llm_usage` the spend per model in its window.
+#[tokio::test]
+async fn priced_llm_calls_carry_their_cost_and_llm_usage_sums_the_spend() {
+    let plain = "    traces: {receivers: [otlp], exporters: [span_metrics, websocket]}";
+    let yaml = config("");
+    assert!(yaml.contains(plain));
+    let yaml = yaml.replace(
+        plain,
+        "    traces: {receivers: [otlp], processors: [llm_cost], exporters: [span_metrics, websocket]}",
+    ) + "processors:\n  llm_cost: {}\n";
+    let mut agent = RunningAgent::start_with(&[], &yaml, &[]);
+    let (addr, otlp) = (agent.websocket_address(), agent.otlp_http_address());
+    let mut ws = connect(&addr, "", &[]).await.unwrap();
+    ws.send(Message::text(r#"{"type":"subscribe","streams":["llm_calls","llm_usage"]}"#)).await.unwrap();
+    until(&mut ws, Duration::from_secs(5), |m| m["type"] == "subscribed").await;
+    // grok-4 at the built-in $3 (input) and $15 (output) per million tokens.
+    let per_call = 1200.0 * 3.0 / 1e6 + 300.0 * 15.0 / 1e6;
+    let traffic = tokio::spawn(async move {
+        let client = http();
+        for _ in 0..80 {
+            let call = spans::llm("xai", "grok-4", 900, 1200, 300);
+            spans::post(&client, &otlp, spans::request("chat", vec![call])).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let (call, _) = until(&mut ws, Duration::from_secs(10), |m| m["type"] == "llm_call").await;
+    let cost = call["cost_usd"].as_f64().unwrap_or_else(|| panic!("no cost_usd in {call}"));
+    assert!((cost - per_call).abs() < 1e-12, "{cost} != {per_call}");
+    let (usage, _) = until(&mut ws, Duration::from_secs(10), |m| {
+        m["type"] == "llm_usage"
+            && m["models"].as_array().is_some_and(|ms| ms.iter().any(|x| x["cost_usd"].as_f64().is_some()))
+    })
+    .await;
+    traffic.abort();
+    let grok = usage["models"].as_array().unwrap().iter().find(|x| x["model"] == "grok-4").unwrap().clone();
+    let (calls, spent) = (grok["calls"].as_f64().unwrap(), grok["cost_usd"].as_f64().unwrap());
+    assert!(calls >= 1.0, "{grok}");
+    assert!((spent / calls - per_call).abs() < 1e-5, "{spent} for {calls} calls: {grok}");
+    assert!(agent.stop().success());
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_is_dropped_while_a_normal_client_keeps_its_cadence() {
     let extra = "    client_queue_size: 16\n    ping_interval: 200ms\n    client_timeout: 1s\n";

@@ -27,6 +27,8 @@ pub const HTTP_DURATION: &str = "http.server.request.duration";
 pub const GEN_AI_DURATION: &str = "gen_ai.client.operation.duration";
 /// GenAI token usage histogram.
 pub const GEN_AI_TOKENS: &str = "gen_ai.client.token.usage";
+/// The USD cost of GenAI calls (a `span_metrics` counter).
+pub const GEN_AI_COST: &str = "magpie.gen_ai.client.cost";
 
 /// Series kept per metric; points of further attribute sets are ignored.
 pub const MAX_SERIES_PER_METRIC: usize = 5000;
@@ -204,7 +206,8 @@ pub fn field_problems(overrides: &BTreeMap<String, Option<FieldSpecs>>) -> Vec<S
 
 /// The names of every metric `fields` and the summary streams read.
 pub fn wanted_metrics(fields: &[(String, FieldSpecs)]) -> HashSet<String> {
-    let mut out: HashSet<String> = [HTTP_DURATION, GEN_AI_DURATION, GEN_AI_TOKENS].map(String::from).into();
+    let mut out: HashSet<String> =
+        [HTTP_DURATION, GEN_AI_DURATION, GEN_AI_TOKENS, GEN_AI_COST].map(String::from).into();
     out.extend(fields.iter().flat_map(|(_, s)| s.0.iter().map(|x| x.metric.clone())));
     out
 }
@@ -542,11 +545,19 @@ impl MetricStore {
                 m.duration_sum += w.sum;
             }
         }
+        if let Some(t) = self.metrics.get(GEN_AI_COST) {
+            for s in t.values() {
+                let Some(w) = s.fresh_window(now, interval) else { continue };
+                // A counter's window holds its increase in `count`.
+                *entry(&mut out, key(s)).cost_usd.get_or_insert(0.0) += w.count;
+            }
+        }
         out.into_values()
             .filter(|m| m.calls > 0.0 || m.input_tokens > 0.0 || m.output_tokens > 0.0)
             .map(|mut m| {
                 m.tokens_per_second = round((m.input_tokens + m.output_tokens) / m.window_seconds.max(1e-9));
                 m.avg_duration_ms = (m.calls > 0.0).then(|| round(m.duration_sum / m.calls * 1000.0));
+                m.cost_usd = m.cost_usd.map(|c| (c * 1e6).round() / 1e6);
                 m
             })
             .collect()
@@ -579,6 +590,9 @@ pub struct ModelSummary {
     pub output_tokens: f64,
     pub tokens_per_second: f64,
     pub avg_duration_ms: Option<f64>,
+    /// USD spent in the window, when the calls were priced (`llm_cost`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     #[serde(skip)]
     duration_sum: f64,
     #[serde(skip)]
@@ -1067,12 +1081,28 @@ mod tests {
             vec![(ai("input")[..2].to_vec(), T0 - 5 * S, T0, 2, 3.0, vec![0, 0, 0, 2])],
             true,
         );
-        let s = store(vec![rm(SPAN_METRICS_SCOPE, vec![tokens, dur])]);
+        let s = store(vec![rm(SPAN_METRICS_SCOPE, vec![tokens.clone(), dur.clone()])]);
         let u = s.llm_usage(T0, IV);
         assert_eq!(u.len(), 1, "{u:?}");
         assert_eq!((u[0].input_tokens, u[0].output_tokens, u[0].calls), (1500.0, 500.0, 2.0));
         assert_eq!(u[0].tokens_per_second, 400.0);
         assert_eq!(u[0].avg_duration_ms, Some(1500.0));
+        assert_eq!(u[0].cost_usd, None, "nothing priced the calls");
+        // With the cost counter (cumulative): what it grew by in the window.
+        let cost = |usd: f64, time: u64| {
+            sum(
+                GEN_AI_COST,
+                "{USD}",
+                true,
+                vec![double_point(usd, T0 - 5 * S, time, ai("input")[..2].to_vec())],
+            )
+        };
+        let s = store(vec![
+            rm(SPAN_METRICS_SCOPE, vec![cost(0.0125, T0 - 2 * S)]),
+            rm(SPAN_METRICS_SCOPE, vec![tokens, dur, cost(0.0475, T0)]),
+        ]);
+        let u = s.llm_usage(T0, IV);
+        assert_eq!(u[0].cost_usd, Some(0.035), "{u:?}");
     }
 
     #[test]
