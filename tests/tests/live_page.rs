@@ -84,6 +84,7 @@ const STATE: &str = r#"JSON.stringify({
   tokens: Number(document.getElementById('chart-tokens').dataset.points || 0),
   routes: [...document.querySelectorAll('#routes tbody tr td:first-child')].map(td => td.textContent),
   models: [...document.querySelectorAll('#models tbody tr td:first-child')].map(td => td.textContent),
+  costs: [...document.querySelectorAll('#models tbody tr td:last-child')].map(td => td.textContent),
   errors: document.querySelectorAll('#errors li').length,
 })"#;
 
@@ -201,6 +202,15 @@ async fn the_live_page_shows_host_metrics_routes_tokens_and_errors_and_keeps_upd
         models.contains(&"xai / grok-4-fast") && models.contains(&"anthropic / claude-sonnet-4"),
         "{models:?}"
     );
+    // The default config prices calls with llm_cost: claude-sonnet-4 has a
+    // built-in price, the bare name grok-4-fast does not.
+    let cost_of = |model: &str| {
+        let i = models.iter().position(|m| *m == model).unwrap();
+        first["costs"][i].as_str().unwrap().to_string()
+    };
+    let claude = cost_of("anthropic / claude-sonnet-4");
+    assert!(claude.strip_prefix('$').and_then(|c| c.parse::<f64>().ok()).is_some_and(|c| c > 0.0), "{first}");
+    assert_eq!(cost_of("xai / grok-4-fast"), "—", "{first}");
 
     // And it keeps updating.
     tokio::time::sleep(Duration::from_millis(2500)).await;
