@@ -181,10 +181,10 @@ impl Sampler {
         self.decide(parsed, tid, hashed, |_| fixed)
     }
 
-    /// Decides a log record. `source` is the hash of the attribute named by
-    /// `from_attribute` when the trace id is not to be used; `priority` maps
-    /// the decided threshold to the one the record's `sampling_priority`
-    /// asks for.
+    /// Decides a log record from its `sampling.*` state, its trace id (`None`
+    /// when `attribute_source` is `record`), the bytes of its
+    /// `from_attribute` value (used when there is no valid trace id) and the
+    /// percentage its `sampling_priority` attribute asks for.
     pub fn decide_log(
         &self,
         state: Result<LogState, SampleError>,
