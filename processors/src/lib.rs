@@ -14,11 +14,13 @@
 //! - [`batch`]: merges small batches and splits large ones by item count, with a timeout.
 //! - [`forward`]: connector passing batches unchanged from one pipeline to others of the same signal.
 //! - [`llm_cost`]: puts the USD cost of each LLM call on its span, from its token counts and a price table.
+//! - [`probabilistic_sampler`]: head sampling of traces and logs by trace id, as the Collector's processor does.
 //! - [`span_metrics`]: connector deriving RED metrics (HTTP and GenAI) from spans.
 
 pub mod batch;
 pub mod forward;
 pub mod llm_cost;
+pub mod probabilistic_sampler;
 pub mod span_metrics;
 
 use magpie_core::config::{ConfigError, Node, from_node};
@@ -37,6 +39,12 @@ pub const TYPES: &[TypeInfo] = &[
         signals: Signals { traces: true, metrics: false, logs: false },
         routes: &[],
         about: "puts the USD cost of each LLM call on its span, from its token counts and a price table",
+    },
+    TypeInfo {
+        name: "probabilistic_sampler",
+        signals: Signals { traces: true, metrics: false, logs: true },
+        routes: &[],
+        about: "keeps a percentage of traces (whole traces, decided by trace id) and log records, as the Collector's processor does",
     },
 ];
 
@@ -73,6 +81,7 @@ fn typed<T: serde::de::DeserializeOwned, C>(
 pub enum ProcessorConfig {
     Batch(batch::BatchConfig),
     LlmCost(llm_cost::LlmCostConfig),
+    ProbabilisticSampler(probabilistic_sampler::ProbabilisticSamplerConfig),
 }
 
 impl ProcessorConfig {
@@ -85,6 +94,7 @@ impl ProcessorConfig {
         match type_name {
             "batch" => typed(node, path, ProcessorConfig::Batch),
             "llm_cost" => typed(node, path, ProcessorConfig::LlmCost),
+            "probabilistic_sampler" => typed(node, path, ProcessorConfig::ProbabilisticSampler),
             _ => Ok(None),
         }
     }
@@ -94,6 +104,7 @@ impl ProcessorConfig {
         match self {
             ProcessorConfig::Batch(c) => c.problems(),
             ProcessorConfig::LlmCost(c) => c.problems(),
+            ProcessorConfig::ProbabilisticSampler(c) => c.problems(),
         }
     }
 
@@ -102,6 +113,9 @@ impl ProcessorConfig {
         Ok(match self {
             ProcessorConfig::Batch(c) => Box::new(batch::BatchProcessor::new(c)),
             ProcessorConfig::LlmCost(c) => Box::new(llm_cost::LlmCostProcessor::new(c, id)),
+            ProcessorConfig::ProbabilisticSampler(c) => {
+                Box::new(probabilistic_sampler::ProbabilisticSamplerProcessor::new(c, id))
+            }
         })
     }
 }

@@ -61,6 +61,7 @@ fn components_lists_every_type() {
         "exporter   file",
         "processor  batch",
         "processor  llm_cost",
+        "processor  probabilistic_sampler",
         "connector  forward",
         "exporter   debug",
         "exporter   websocket",
