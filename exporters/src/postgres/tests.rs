@@ -739,15 +739,7 @@ async fn partitions_are_created_ahead_and_expired_ones_dropped() {
 
     // Forty days later, with a 30-day retention.
     let later = now_unix_nanos() + 40 * time::DAY_NANOS;
-    let mut client = connect::Connector::new(
-        &url(),
-        &TlsConfig { mode: Some(connect::TlsMode::Disable), ca_file: None },
-        Duration::from_secs(5),
-    )
-    .unwrap()
-    .connect()
-    .await
-    .unwrap();
+    let mut client = admin().await;
     let report = schema::maintain(
         &mut client,
         &s.name,
@@ -1243,15 +1235,7 @@ async fn retention_deletes_groups_not_seen_within_it() {
     ))
     .await
     .unwrap();
-    let mut client = connect::Connector::new(
-        &url(),
-        &TlsConfig { mode: Some(connect::TlsMode::Disable), ca_file: None },
-        Duration::from_secs(5),
-    )
-    .unwrap()
-    .connect()
-    .await
-    .unwrap();
+    let mut client = admin().await;
     let later = now + 40 * time::DAY_NANOS;
     let keep = schema::maintain(&mut client, &s.name, &[Table::ErrorGroups], later, 0, None).await.unwrap();
     assert_eq!(
