@@ -38,7 +38,9 @@ pub const LOG_RANDOMNESS_ATTRIBUTE: &str = "sampling.randomness";
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbabilisticSamplerConfig {
-    /// Percentage of traces (or log records) kept, 0–100; above 100 keeps all.
+    /// Percentage of traces (or log records) kept, 0–100. (The Collector
+    /// takes more than 100 as 100; here it is a config error, since it is
+    /// always a mistake.)
     pub sampling_percentage: f32,
     /// Seed of the `hash_seed` mode's hash (and of the log attribute's hash).
     #[serde(default)]
@@ -85,7 +87,7 @@ impl ProbabilisticSamplerConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let p = self.sampling_percentage;
-        if !p.is_finite() || p < 0.0 {
+        if !p.is_finite() || !(0.0..=100.0).contains(&p) {
             out.push(format!("sampling_percentage: {p} is not a percentage: give 0 to 100"));
         } else if p > 0.0 && f64::from(p) / 100.0 < consistent::MIN_PROBABILITY {
             out.push(format!(
@@ -494,6 +496,7 @@ mod tests {
         assert!(c.problems().is_empty(), "{:?}", c.problems());
         for (yaml, expected) in [
             ("sampling_percentage: -1", "sampling_percentage: -1 is not a percentage"),
+            ("sampling_percentage: 150", "sampling_percentage: 150 is not a percentage: give 0 to 100"),
             ("sampling_percentage: 1e-20", "below the smallest expressible probability"),
             ("sampling_percentage: 10\nsampling_precision: 15", "sampling_precision: 15 must be 1 to 14"),
             ("sampling_percentage: 10\nsampling_precision: 0", "sampling_precision: 0 must be 1 to 14"),
