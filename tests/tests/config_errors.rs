@@ -318,3 +318,33 @@ fn llm_cost_prices_and_settings() {
         &[(6, &["processor `llm_cost` does not handle metrics (it handles: traces)"])],
     );
 }
+
+#[test]
+fn probabilistic_sampler_settings() {
+    let traces = "service:\n  pipelines:\n    traces: {receivers: [test_source], processors: [probabilistic_sampler], exporters: [debug]}\n";
+    let yaml = |processor: &str| {
+        format!(
+            "receivers:\n  test_source: {{name: x}}\nexporters:\n  debug:\nprocessors:\n  probabilistic_sampler:\n{processor}{traces}"
+        )
+    };
+    check(
+        &yaml("    sampling_percentage: 150\n"),
+        &[(
+            7,
+            &[
+                "processors.probabilistic_sampler",
+                "sampling_percentage: 150 is not a percentage: give 0 to 100",
+            ],
+        )],
+    );
+    check(
+        &yaml("    sampling_percentage: 10\n    mode: proportionl\n"),
+        &[(8, &["test.yaml:8:11", "processors.probabilistic_sampler.mode", "did you mean `proportional`?"])],
+    );
+    check(&yaml("    hash_seed: 7\n"), &[(7, &["missing required field `sampling_percentage`"])]);
+    // It samples traces and logs, not metrics.
+    check(
+        "receivers: {hostmetrics: {}}\nprocessors: {probabilistic_sampler: {sampling_percentage: 10}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    metrics: {receivers: [hostmetrics], processors: [probabilistic_sampler], exporters: [debug]}\n",
+        &[(6, &["processor `probabilistic_sampler` does not handle metrics (it handles: traces,logs)"])],
+    );
+}
