@@ -201,9 +201,33 @@ pub fn int_point(value: i64, start: u64, time: u64, attributes: Vec<KeyValue>) -
     }
 }
 
-/// Builders of small, valid OTLP data for tests and benchmarks.
+/// Builders of small, valid OTLP data (and awkward text) for tests and benchmarks.
 pub mod testdata {
     use super::*;
+
+    /// Strings made of the characters parsers trip on: separators, quotes,
+    /// digits, hex letters, and multi-byte characters next to all of them.
+    pub fn awkward_strings() -> Vec<String> {
+        const PIECES: &[&str] = &[
+            "-", "@", ".", "/", ":", "(", ")", "'", "\"", "`", "0", "7", "123", "0x", "ab", "f", "é", "中",
+            "😀", " ", "\n", "at ", "File \"", ", line ", " in ", "=", ",", ";", "th:", "rv:", "ot=", "v1",
+            "grok", "claude", "\u{0}", "::", "\t",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut out = vec![String::new()];
+        for _ in 0..3000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            let mut s = String::new();
+            for k in 0..len {
+                s.push_str(PIECES[((state >> (k % 50)) as usize + k * 31) % PIECES.len()]);
+            }
+            out.push(s);
+        }
+        out
+    }
     use crate::proto::common::v1::InstrumentationScope;
     use crate::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use crate::proto::metrics::v1::{ResourceMetrics, ScopeMetrics};

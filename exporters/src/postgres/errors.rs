@@ -806,33 +806,9 @@ mod tests {
     const JAVA_JDK_INNERMOST: &str = include_str!("../../tests/fixtures/stacktraces/java_jdk_innermost.txt");
     const GO_DEBUG_STACK: &str = include_str!("../../tests/fixtures/stacktraces/go_debug_stack.txt");
 
-    /// Strings made of the characters parsers trip on: separators, quotes,
-    /// digits, hex letters, and multi-byte characters next to all of them.
-    fn awkward_strings() -> Vec<String> {
-        const PIECES: &[&str] = &[
-            "-", "@", ".", "/", ":", "(", ")", "'", "\"", "`", "0", "7", "123", "0x", "ab", "f", "é", "中",
-            "😀", " ", "\n", "at ", "File \"", ", line ", " in ", "=", ",", ";", "th:", "rv:", "ot=", "v1",
-            "grok", "claude", "\u{0}", "::", "\t",
-        ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut out = vec![String::new()];
-        for _ in 0..3000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 24) as usize;
-            let mut s = String::new();
-            for k in 0..len {
-                s.push_str(PIECES[((state >> (k % 50)) as usize + k * 31) % PIECES.len()]);
-            }
-            out.push(s);
-        }
-        out
-    }
-
     #[test]
     fn awkward_text_never_panics_and_stays_bounded() {
-        for s in awkward_strings() {
+        for s in magpie_core::otlp::testdata::awkward_strings() {
             let t = normalize_message(&s);
             assert!(t.chars().count() <= TEMPLATE_MAX, "{s:?}");
             assert!(!t.contains('\0'), "{s:?} → {t:?}");

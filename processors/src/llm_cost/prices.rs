@@ -263,34 +263,10 @@ mod tests {
         }
     }
 
-    /// Strings made of the characters parsers trip on: separators, quotes,
-    /// digits, hex letters, and multi-byte characters next to all of them.
-    fn awkward_strings() -> Vec<String> {
-        const PIECES: &[&str] = &[
-            "-", "@", ".", "/", ":", "(", ")", "'", "\"", "`", "0", "7", "123", "0x", "ab", "f", "é", "中",
-            "😀", " ", "\n", "at ", "File \"", ", line ", " in ", "=", ",", ";", "th:", "rv:", "ot=", "v1",
-            "grok", "claude", "\u{0}", "::", "\t",
-        ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut out = vec![String::new()];
-        for _ in 0..3000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 24) as usize;
-            let mut s = String::new();
-            for k in 0..len {
-                s.push_str(PIECES[((state >> (k % 50)) as usize + k * 31) % PIECES.len()]);
-            }
-            out.push(s);
-        }
-        out
-    }
-
     #[test]
     fn awkward_model_names_never_panic() {
         let mut table = PriceTable::new(true, [("my-*", Price::new(1.0, 1.0, 1.0))]);
-        for s in awkward_strings() {
+        for s in magpie_core::otlp::testdata::awkward_strings() {
             let _ = table.lookup(&s);
             let _ = table.lookup(&format!("claude-sonnet-4-{s}"));
             let _ = table.lookup(&format!("{s}/grok-4@{s}"));

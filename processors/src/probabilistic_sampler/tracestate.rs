@@ -178,33 +178,9 @@ mod tests {
         TraceState::parse(input).unwrap_or_else(|e| panic!("{input}: {e}")).serialize()
     }
 
-    /// Strings made of the characters parsers trip on: separators, quotes,
-    /// digits, hex letters, and multi-byte characters next to all of them.
-    fn awkward_strings() -> Vec<String> {
-        const PIECES: &[&str] = &[
-            "-", "@", ".", "/", ":", "(", ")", "'", "\"", "`", "0", "7", "123", "0x", "ab", "f", "é", "中",
-            "😀", " ", "\n", "at ", "File \"", ", line ", " in ", "=", ",", ";", "th:", "rv:", "ot=", "v1",
-            "grok", "claude", "\u{0}", "::", "\t",
-        ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut out = vec![String::new()];
-        for _ in 0..3000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 24) as usize;
-            let mut s = String::new();
-            for k in 0..len {
-                s.push_str(PIECES[((state >> (k % 50)) as usize + k * 31) % PIECES.len()]);
-            }
-            out.push(s);
-        }
-        out
-    }
-
     #[test]
     fn awkward_tracestates_parse_or_fail_cleanly_and_round_trip() {
-        for s in awkward_strings() {
+        for s in magpie_core::otlp::testdata::awkward_strings() {
             for input in
                 [s.clone(), format!("ot={s}"), format!("congo=x,ot=th:{s}"), format!("ot=rv:{s};th:8")]
             {
