@@ -219,6 +219,15 @@ pub fn render(entries: &[Entry], started: Instant, process: &ProcessStats) -> St
     }
     let _ = writeln!(
         out,
+        "# HELP magpie_processor_items_total Items a processor sorted, by outcome (llm_cost: priced, unpriced, kept; probabilistic_sampler: kept, dropped, ...).\n# TYPE magpie_processor_items_total counter"
+    );
+    for e in entries.iter().filter(|e| e.kind == ComponentKind::Processor) {
+        for (outcome, n) in e.stats.outcomes() {
+            let _ = writeln!(out, "magpie_processor_items_total{{{},outcome=\"{outcome}\"}} {n}", labels(e));
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP magpie_component_up Whether the component is running (1) or not (0).\n# TYPE magpie_component_up gauge"
     );
     for e in entries {
@@ -269,6 +278,10 @@ mod tests {
         s.set_state(State::Running);
         let e = t.register(&"file/\"x\"".parse().unwrap(), ComponentKind::Exporter, None);
         e.add_dropped(3);
+        let p = t.register(&"llm_cost".parse().unwrap(), ComponentKind::Processor, Some("traces"));
+        p.add_outcome("priced", 2);
+        p.add_outcome("unpriced", 0);
+        p.add_outcome("priced", 3);
         let text = render(&t.entries(), Instant::now(), &ProcessStats { rss_bytes: 10, cpu_seconds: 1.5 });
         assert!(text.contains("magpie_receiver_accepted_items_total{component=\"otlp\"} 7\n"), "{text}");
         assert!(
@@ -277,6 +290,13 @@ mod tests {
         );
         assert!(text.contains("magpie_component_up{component=\"otlp\",kind=\"receiver\"} 1\n"), "{text}");
         assert!(text.contains("magpie_process_resident_memory_bytes 10\n"), "{text}");
+        assert!(
+            text.contains(
+                "magpie_processor_items_total{component=\"llm_cost\",pipeline=\"traces\",outcome=\"priced\"} 5\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("outcome=\"unpriced\""), "an outcome never seen is not rendered: {text}");
         let build = format!(
             "magpie_build_info{{version=\"{}\",allocator=\"{ALLOCATOR}\"}} 1\n",
             env!("CARGO_PKG_VERSION")

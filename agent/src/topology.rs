@@ -344,14 +344,15 @@ impl PipelineRun {
 
     /// Runs `batches` through the stages from `from` on.
     fn push_through(&mut self, from: usize, mut batches: Vec<Batch>) -> Vec<Batch> {
-        for stage in &mut self.stages[from..] {
+        for Stage { processor, stats } in &mut self.stages[from..] {
             let mut next = Vec::with_capacity(batches.len());
             for b in batches {
-                stage.stats.add_received(b.item_count() as u64);
+                stats.add_received(b.item_count() as u64);
                 let before = next.len();
-                stage.processor.process(b, &mut next);
+                processor.process(b, &mut next);
                 let out: usize = next[before..].iter().map(Batch::item_count).sum();
-                stage.stats.add_exported(out as u64);
+                stats.add_exported(out as u64);
+                processor.take_outcomes(&mut |outcome, n| stats.add_outcome(outcome, n));
             }
             batches = next;
         }

@@ -196,6 +196,21 @@ async fn spans_leave_the_pipeline_priced_in_the_file_and_in_postgres() {
     // The unpriced model is logged once, with its provider; the counts at shutdown.
     let line = agent.wait_for_log("no price for this model", WAIT);
     assert!(line.contains("mystery-1") && line.contains("elsewhere"), "{line}");
+    // The same counts on /metrics while it runs.
+    let metrics = http()
+        .get(format!("http://{}/metrics", agent.telemetry_addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (outcome, n) in [("priced", 3), ("unpriced", 1), ("kept", 1)] {
+        let line = format!(
+            "magpie_processor_items_total{{component=\"llm_cost\",pipeline=\"traces\",outcome=\"{outcome}\"}} {n}\n"
+        );
+        assert!(metrics.contains(&line), "`{line}` missing from /metrics:\n{metrics}");
+    }
     assert!(agent.stop().success());
     let totals = agent.wait_for_log("spans priced since start", WAIT);
     for field in ["priced=3", "unpriced=1", "kept=1"] {

@@ -98,6 +98,12 @@ pub trait Processor: Send + 'static {
 
     /// Releases everything held back; called once when the pipeline's input ends.
     fn flush(&mut self, _out: &mut Vec<Batch>) {}
+
+    /// Reports the items sorted by outcome since the last call (`priced`,
+    /// `dropped`, ...), which `/metrics` adds up per processor as
+    /// `magpie_processor_items_total{outcome=...}`. Called after each
+    /// [`Processor::process`]; processors that sort nothing keep the default.
+    fn take_outcomes(&mut self, _report: &mut dyn FnMut(&'static str, u64)) {}
 }
 
 /// What an exporter gets at start.

@@ -6,7 +6,7 @@
 
 use crate::id::{ComponentId, ComponentKind};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Counters for one component. Receivers use received/accepted/refused,
 /// exporters exported/failed/dropped and the queue gauges.
@@ -21,6 +21,9 @@ pub struct ComponentStats {
     queue_size: AtomicU64,
     queue_capacity: AtomicU64,
     state: AtomicU8,
+    /// Items by outcome, for processors that sort what they see (`priced`
+    /// or `unpriced`, `kept` or `dropped`); the names are the processor's.
+    outcomes: Mutex<Vec<(&'static str, u64)>>,
 }
 
 /// A point-in-time copy of [`ComponentStats`].
@@ -104,6 +107,25 @@ impl ComponentStats {
     }
     pub fn state(&self) -> State {
         State::from_u8(self.state.load(Relaxed))
+    }
+
+    /// Adds `n` items to `outcome` (a lock per batch and outcome, not per item).
+    pub fn add_outcome(&self, outcome: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+        match outcomes.iter_mut().find(|(name, _)| *name == outcome) {
+            Some((_, total)) => *total += n,
+            None => outcomes.push((outcome, n)),
+        }
+    }
+
+    /// Every outcome's total so far, by name.
+    pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
+        let mut out = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        out.sort_unstable();
+        out
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -195,5 +217,15 @@ mod tests {
         assert_eq!(b.snapshot().exported, 5);
         assert_eq!(b.state(), State::Starting);
         assert_eq!(t.entries().len(), 1);
+    }
+
+    #[test]
+    fn outcomes_add_up_by_name_and_skip_zeros() {
+        let s = ComponentStats::default();
+        s.add_outcome("priced", 2);
+        s.add_outcome("unpriced", 0);
+        s.add_outcome("kept", 1);
+        s.add_outcome("priced", 3);
+        assert_eq!(s.outcomes(), [("kept", 1), ("priced", 5)]);
     }
 }

@@ -180,6 +180,8 @@ pub struct LlmCostProcessor {
     /// Set once more unpriced names were seen than are remembered.
     unknown_full: bool,
     counts: Counts,
+    /// `counts` as last reported to `/metrics`.
+    reported: Counts,
 }
 
 impl LlmCostProcessor {
@@ -192,6 +194,7 @@ impl LlmCostProcessor {
             unknown: HashSet::new(),
             unknown_full: false,
             counts: Counts::default(),
+            reported: Counts::default(),
         }
     }
 
@@ -274,6 +277,14 @@ impl Processor for LlmCostProcessor {
             }
         }
         out.push(batch);
+    }
+
+    fn take_outcomes(&mut self, report: &mut dyn FnMut(&'static str, u64)) {
+        let (now, before) = (self.counts, self.reported);
+        report("priced", now.priced - before.priced);
+        report("unpriced", now.unpriced - before.unpriced);
+        report("kept", now.kept - before.kept);
+        self.reported = now;
     }
 
     fn flush(&mut self, _out: &mut Vec<Batch>) {
@@ -412,6 +423,13 @@ mod tests {
         );
         close(&got, &[Some(0.5 + 0.25 + 2.0), Some(2.0), None]);
         assert_eq!(p.counts(), Counts { priced: 2, unpriced: 1, kept: 0 });
+        // /metrics gets what changed since the last report, once.
+        let mut reported = Vec::new();
+        p.take_outcomes(&mut |outcome, n| reported.push((outcome, n)));
+        assert_eq!(reported, [("priced", 2), ("unpriced", 1), ("kept", 0)]);
+        reported.clear();
+        p.take_outcomes(&mut |outcome, n| reported.push((outcome, n)));
+        assert_eq!(reported, [("priced", 0), ("unpriced", 0), ("kept", 0)]);
     }
 
     #[test]

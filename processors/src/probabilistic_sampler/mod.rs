@@ -147,6 +147,8 @@ pub struct ProbabilisticSamplerProcessor {
     sampling_priority: Option<String>,
     fail_closed: bool,
     counts: Counts,
+    /// `counts` as last reported to `/metrics`.
+    reported: Counts,
     /// Whether an undecidable item has been logged (once per instance).
     warned: bool,
 }
@@ -163,6 +165,7 @@ impl ProbabilisticSamplerProcessor {
             sampling_priority: trimmed(&config.sampling_priority),
             fail_closed: config.fail_closed,
             counts: Counts::default(),
+            reported: Counts::default(),
             warned: false,
         }
     }
@@ -315,6 +318,15 @@ impl Processor for ProbabilisticSamplerProcessor {
         }
     }
 
+    fn take_outcomes(&mut self, report: &mut dyn FnMut(&'static str, u64)) {
+        let (now, before) = (self.counts, self.reported);
+        report("kept", now.kept - before.kept);
+        report("dropped", now.dropped - before.dropped);
+        report("by_priority", now.by_priority - before.by_priority);
+        report("undecidable", now.undecidable - before.undecidable);
+        self.reported = now;
+    }
+
     fn flush(&mut self, _out: &mut Vec<Batch>) {
         let Counts { kept, dropped, by_priority, undecidable } = self.counts;
         if kept + dropped > 0 {
@@ -409,6 +421,14 @@ mod tests {
         p.process(b, &mut out);
         assert_eq!(out.iter().map(Batch::item_count).sum::<usize>(), 1);
         assert_eq!(p.counts(), Counts { kept: 1, dropped: 152, by_priority: 1, undecidable: 0 });
+        // /metrics gets what changed since the last report, once.
+        let mut reported = Vec::new();
+        p.take_outcomes(&mut |outcome, n| reported.push((outcome, n)));
+        assert_eq!(reported, [("kept", 1), ("dropped", 152), ("by_priority", 1), ("undecidable", 0)]);
+        p.process(traces(2, ""), &mut out);
+        reported.clear();
+        p.take_outcomes(&mut |outcome, n| reported.push((outcome, n)));
+        assert_eq!(reported, [("kept", 0), ("dropped", 6), ("by_priority", 0), ("undecidable", 0)]);
     }
 
     #[test]
