@@ -28,7 +28,7 @@
 //! `magpie-core` only.
 
 use magpie_core::config::duration;
-use magpie_core::otlp::{attr, attr_f64, attr_i64, for_each_span, kv_bool, kv_int, kv_str};
+use magpie_core::otlp::{attr, attr_f64, attr_i64, for_each_span, genai, kv_bool, kv_int, kv_str};
 use magpie_core::proto::common::v1::{InstrumentationScope, KeyValue, any_value};
 use magpie_core::proto::metrics::v1::{
     AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
@@ -54,9 +54,6 @@ pub const GEN_AI_DURATION: &str = "gen_ai.client.operation.duration";
 pub const GEN_AI_TOKENS: &str = "gen_ai.client.token.usage";
 /// The USD cost of GenAI calls (no semantic convention names one yet).
 pub const GEN_AI_COST: &str = "magpie.gen_ai.client.cost";
-/// Where a GenAI span's cost is read from: the `llm_cost` processor's
-/// default attribute, then OpenLLMetry's.
-pub const GEN_AI_COST_ATTRIBUTES: &[&str] = &["gen_ai.usage.cost_usd", "llm.cost_usd"];
 
 /// The semantic conventions' advisory buckets for `http.server.request.duration`.
 pub const HTTP_BUCKETS: &[f64] =
@@ -366,24 +363,7 @@ impl Aggregator {
                 }
                 self.record(Kind::GenAiDuration, &service, key, seconds, now);
                 let base = dimension_values(attrs, &ai_dims);
-                let tokens = [
-                    (
-                        "input",
-                        &[
-                            "gen_ai.usage.input_tokens",
-                            "gen_ai.usage.prompt_tokens",
-                            "llm.usage.prompt_tokens",
-                        ][..],
-                    ),
-                    (
-                        "output",
-                        &[
-                            "gen_ai.usage.output_tokens",
-                            "gen_ai.usage.completion_tokens",
-                            "llm.usage.completion_tokens",
-                        ][..],
-                    ),
-                ];
+                let tokens = [("input", genai::INPUT_TOKENS), ("output", genai::OUTPUT_TOKENS)];
                 for (token_type, names) in tokens {
                     if let Some(n) = attr_i64(attrs, names).filter(|n| *n >= 0) {
                         let mut key = base.clone();
@@ -391,9 +371,7 @@ impl Aggregator {
                         self.record(Kind::GenAiTokens, &service, key, n as f64, now);
                     }
                 }
-                if let Some(usd) =
-                    attr_f64(attrs, GEN_AI_COST_ATTRIBUTES).filter(|c| c.is_finite() && *c >= 0.0)
-                {
+                if let Some(usd) = attr_f64(attrs, genai::COST_USD).filter(|c| c.is_finite() && *c >= 0.0) {
                     self.record(Kind::GenAiCost, &service, base.clone(), usd, now);
                 }
             }

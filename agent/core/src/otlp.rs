@@ -201,6 +201,20 @@ pub fn int_point(value: i64, start: u64, time: u64, attributes: Vec<KeyValue>) -
     }
 }
 
+/// GenAI span attributes read under more than one name (current semantic
+/// conventions first, then older ones and OpenLLMetry's), shared by every
+/// component that reads token counts or costs, so they all agree.
+pub mod genai {
+    /// Input (prompt) tokens.
+    pub const INPUT_TOKENS: &[&str] =
+        &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens"];
+    /// Output (completion) tokens.
+    pub const OUTPUT_TOKENS: &[&str] =
+        &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens"];
+    /// The call's USD cost: the `llm_cost` processor's default attribute, then OpenLLMetry's.
+    pub const COST_USD: &[&str] = &["gen_ai.usage.cost_usd", "llm.cost_usd"];
+}
+
 /// Builders of small, valid OTLP data (and awkward text) for tests and benchmarks.
 pub mod testdata {
     use super::*;

@@ -50,7 +50,7 @@ impl Default for MappingConfig {
             user: v(&["enduser.id", "user.email", "user.id"]),
             department: v(&["department", "app.department"]),
             query_type: v(&["query_type", "app.query_type"]),
-            cost: v(&["gen_ai.usage.cost_usd", "llm.cost_usd"]),
+            cost: v(magpie_core::otlp::genai::COST_USD),
         }
     }
 }
@@ -125,10 +125,8 @@ pub mod semconv {
     pub const GENAI_REQUEST_MODEL: &[&str] = &["gen_ai.request.model"];
     pub const GENAI_RESPONSE_MODEL: &[&str] = &["gen_ai.response.model"];
     pub const GENAI_OPERATION: &[&str] = &["gen_ai.operation.name"];
-    pub const GENAI_INPUT_TOKENS: &[&str] =
-        &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens"];
-    pub const GENAI_OUTPUT_TOKENS: &[&str] =
-        &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens"];
+    pub const GENAI_INPUT_TOKENS: &[&str] = magpie_core::otlp::genai::INPUT_TOKENS;
+    pub const GENAI_OUTPUT_TOKENS: &[&str] = magpie_core::otlp::genai::OUTPUT_TOKENS;
     pub const GENAI_CACHE_READ: &[&str] = &["gen_ai.usage.cache_read.input_tokens"];
     pub const GENAI_CACHE_CREATION: &[&str] = &["gen_ai.usage.cache_creation.input_tokens"];
     pub const GENAI_REASONING: &[&str] = &["gen_ai.usage.reasoning.output_tokens"];

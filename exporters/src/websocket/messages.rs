@@ -4,7 +4,7 @@
 //!
 //! Pure functions over OTLP types and JSON; no IO.
 
-use magpie_core::otlp::{attr_f64, attr_i64, attr_string, hex};
+use magpie_core::otlp::{attr_f64, attr_i64, attr_string, genai, hex};
 use magpie_core::proto::resource::v1::Resource;
 use magpie_core::proto::trace::v1::{ResourceSpans, Span, span::SpanKind, status::StatusCode};
 use serde::Serialize;
@@ -285,19 +285,9 @@ fn summarize(service: &str, span: &Span, spans: bool, llm: bool, errors: bool, o
             model: model.clone(),
             operation: attr_string(a, &["gen_ai.operation.name"]),
             duration_ms,
-            input_tokens: attr_i64(
-                a,
-                &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens"],
-            ),
-            output_tokens: attr_i64(
-                a,
-                &[
-                    "gen_ai.usage.output_tokens",
-                    "gen_ai.usage.completion_tokens",
-                    "llm.usage.completion_tokens",
-                ],
-            ),
-            cost_usd: attr_f64(a, &["gen_ai.usage.cost_usd", "llm.cost_usd"]),
+            input_tokens: attr_i64(a, genai::INPUT_TOKENS),
+            output_tokens: attr_i64(a, genai::OUTPUT_TOKENS),
+            cost_usd: attr_f64(a, genai::COST_USD),
             status,
         };
         out.push(Outgoing {
