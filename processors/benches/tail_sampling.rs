@@ -41,7 +41,8 @@ fn input() -> Batch {
         end_time_unix_nano: start + if t % 10 == 1 && s == 0 { 2_000_000_000 } else { 40_000_000 },
         attributes: vec![kv_str("http.route", "/api/chat")],
         status: Some(Status {
-            code: if t % 10 == 0 && s == SPANS - 1 { StatusCode::Error } else { StatusCode::Unset } as i32,
+            code: if t.is_multiple_of(10) && s == SPANS - 1 { StatusCode::Error } else { StatusCode::Unset }
+                as i32,
             message: String::new(),
         }),
         ..Default::default()
