@@ -324,6 +324,7 @@ impl PipelineRun {
                         if self.stages[i].processor.deadline().is_some_and(|d| d <= now) {
                             let mut released = Vec::new();
                             self.stages[i].processor.on_deadline(now, &mut released);
+                            self.take_outcomes(i);
                             let out = self.push_through(i + 1, released);
                             self.fanout.send(out).await;
                         }
@@ -336,10 +337,18 @@ impl PipelineRun {
         for i in 0..self.stages.len() {
             let mut released = Vec::new();
             self.stages[i].processor.flush(&mut released);
+            self.take_outcomes(i);
             let out = self.push_through(i + 1, released);
             self.fanout.send(out).await;
         }
         tracing::debug!(pipeline = %self.fanout.pipeline, "pipeline drained");
+    }
+
+    /// Reports what stage `i` sorted outside `process` (a timer's release,
+    /// the final flush): a tail sampler decides there.
+    fn take_outcomes(&mut self, i: usize) {
+        let Stage { processor, stats } = &mut self.stages[i];
+        processor.take_outcomes(&mut |outcome, n| stats.add_outcome(outcome, n));
     }
 
     /// Runs `batches` through the stages from `from` on.

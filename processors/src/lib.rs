@@ -16,12 +16,14 @@
 //! - [`llm_cost`]: puts the USD cost of each LLM call on its span, from its token counts and a price table.
 //! - [`probabilistic_sampler`]: head sampling of traces and logs by trace id, as the Collector's processor does.
 //! - [`span_metrics`]: connector deriving RED metrics (HTTP and GenAI) from spans.
+//! - [`tail_sampling`]: keeps or drops whole traces after `decision_wait`, by the Collector's policies.
 
 pub mod batch;
 pub mod forward;
 pub mod llm_cost;
 pub mod probabilistic_sampler;
 pub mod span_metrics;
+pub mod tail_sampling;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Connector, Processor, Signal, Signals, TypeInfo};
@@ -45,6 +47,12 @@ pub const TYPES: &[TypeInfo] = &[
         signals: Signals { traces: true, metrics: false, logs: true },
         routes: &[],
         about: "keeps a percentage of traces (whole traces, decided by trace id) and log records, as the Collector's processor does",
+    },
+    TypeInfo {
+        name: "tail_sampling",
+        signals: Signals { traces: true, metrics: false, logs: false },
+        routes: &[],
+        about: "holds each trace for decision_wait, then keeps or drops it whole by the Collector's tail sampling policies",
     },
 ];
 
@@ -82,6 +90,7 @@ pub enum ProcessorConfig {
     Batch(batch::BatchConfig),
     LlmCost(llm_cost::LlmCostConfig),
     ProbabilisticSampler(probabilistic_sampler::ProbabilisticSamplerConfig),
+    TailSampling(tail_sampling::TailSamplingConfig),
 }
 
 impl ProcessorConfig {
@@ -95,6 +104,7 @@ impl ProcessorConfig {
             "batch" => typed(node, path, ProcessorConfig::Batch),
             "llm_cost" => typed(node, path, ProcessorConfig::LlmCost),
             "probabilistic_sampler" => typed(node, path, ProcessorConfig::ProbabilisticSampler),
+            "tail_sampling" => typed(node, path, ProcessorConfig::TailSampling),
             _ => Ok(None),
         }
     }
@@ -105,6 +115,7 @@ impl ProcessorConfig {
             ProcessorConfig::Batch(c) => c.problems(),
             ProcessorConfig::LlmCost(c) => c.problems(),
             ProcessorConfig::ProbabilisticSampler(c) => c.problems(),
+            ProcessorConfig::TailSampling(c) => c.problems(),
         }
     }
 
@@ -116,6 +127,7 @@ impl ProcessorConfig {
             ProcessorConfig::ProbabilisticSampler(c) => {
                 Box::new(probabilistic_sampler::ProbabilisticSamplerProcessor::new(c, id))
             }
+            ProcessorConfig::TailSampling(c) => Box::new(tail_sampling::TailSamplingProcessor::new(c, id)),
         })
     }
 }

@@ -62,6 +62,7 @@ fn components_lists_every_type() {
         "processor  batch",
         "processor  llm_cost",
         "processor  probabilistic_sampler",
+        "processor  tail_sampling",
         "connector  forward",
         "exporter   debug",
         "exporter   websocket",

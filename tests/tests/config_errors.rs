@@ -348,3 +348,95 @@ fn probabilistic_sampler_settings() {
         &[(6, &["processor `probabilistic_sampler` does not handle metrics (it handles: traces,logs)"])],
     );
 }
+
+#[test]
+fn tail_sampling_settings() {
+    let traces = "service:\n  pipelines:\n    traces: {receivers: [test_source], processors: [tail_sampling], exporters: [debug]}\n";
+    let yaml = |processor: &str| {
+        format!(
+            "receivers:\n  test_source: {{name: x}}\nexporters:\n  debug:\nprocessors:\n  tail_sampling:\n{processor}{traces}"
+        )
+    };
+    let ok =
+        "    policies:\n      - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n";
+    let c = parse(&yaml(ok)).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // A typo in a policy's settings key, at the key.
+    check(
+        &yaml(
+            "    policies:\n      - name: s\n        type: string_attribute\n        string_atribute: {key: k, values: [v]}\n",
+        ),
+        &[(
+            10,
+            &[
+                "test.yaml:10:9",
+                "processors.tail_sampling.policies[0].string_atribute",
+                "did you mean `string_attribute`?",
+            ],
+        )],
+    );
+    // An unknown type, at its value.
+    check(
+        &yaml("    policies:\n      - {name: slow, type: latancy, latency: {threshold_ms: 100}}\n"),
+        &[(
+            8,
+            &[
+                "processors.tail_sampling.policies[0].type",
+                "unknown value `latancy`, did you mean `latency`?",
+            ],
+        )],
+    );
+    // ottl_condition is refused with a reason.
+    check(
+        &yaml("    policies:\n      - name: o\n        type: ottl_condition\n"),
+        &[(9, &["policies[0].type", "`ottl_condition` is not supported"])],
+    );
+    // A wrong type and a bad duration.
+    check(
+        &yaml(&format!("    num_traces: lots\n{ok}")),
+        &[(7, &["processors.tail_sampling.num_traces", "expected a non-negative integer"])],
+    );
+    check(
+        &yaml(&format!("    decision_wait: soon\n{ok}")),
+        &[(7, &["decision_wait", "invalid duration `soon`"])],
+    );
+    // A bad regex, at the block that holds it.
+    check(
+        &yaml(
+            "    policies:\n      - name: r\n        type: string_attribute\n        string_attribute: {key: url.path, values: [\"/health(\"], enabled_regex_matching: true}\n",
+        ),
+        &[(10, &["policies[0].string_attribute", "values[0]: invalid regular expression `/health(`"])],
+    );
+    // Missing fields and a bad status code.
+    check(
+        &yaml(
+            "    policies:\n      - {name: n, type: numeric_attribute, numeric_attribute: {min_value: 400}}\n",
+        ),
+        &[(8, &["policies[0].numeric_attribute", "missing required field `key`"])],
+    );
+    check(
+        &yaml("    decision_wait: 1s\n"),
+        &[(7, &["processors.tail_sampling", "missing required field `policies`"])],
+    );
+    check(
+        &yaml("    policies:\n      - {name: e, type: status_code, status_code: {status_codes: [FATAL]}}\n"),
+        &[(8, &["status_codes[0]", "unknown value `FATAL`, expected one of: UNSET, OK, ERROR"])],
+    );
+    // Settings of another type than the policy's.
+    check(
+        &yaml("    policies:\n      - {name: e, type: latency, status_code: {status_codes: [ERROR]}}\n"),
+        &[(8, &["policies[0]", "policy `e` is of type `latency`, but has `status_code` settings"])],
+    );
+    // and/drop take plain policies only.
+    check(
+        &yaml(
+            "    policies:\n      - name: a\n        type: and\n        and:\n          and_sub_policy:\n            - {name: inner, type: composite, composite: {max_total_spans_per_second: 1, composite_sub_policy: [{name: x, type: always_sample}]}}\n",
+        ),
+        &[(12, &["and_sub_policy[0]", "type `composite` cannot be used under and_sub_policy"])],
+    );
+    // It samples traces, not logs.
+    check(
+        "receivers: {otlp: {}}\nprocessors: {tail_sampling: {policies: [{name: all, type: always_sample}]}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    logs: {receivers: [otlp], processors: [tail_sampling], exporters: [debug]}\n",
+        &[(6, &["processor `tail_sampling` does not handle logs (it handles: traces)"])],
+    );
+}
