@@ -24,6 +24,7 @@ pub mod llm_cost;
 pub mod probabilistic_sampler;
 pub mod span_metrics;
 pub mod tail_sampling;
+pub mod tracestate;
 
 use magpie_core::config::{ConfigError, Node, from_node};
 use magpie_core::{ComponentError, ComponentId, Connector, Processor, Signal, Signals, TypeInfo};

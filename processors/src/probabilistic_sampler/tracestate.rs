@@ -8,11 +8,10 @@
 //! any other `ot` sub-keys, and leaves other vendors' entries as they were.
 
 use super::consistent::{Randomness, Threshold, ValueError};
+use crate::tracestate::{MAX_MEMBERS, valid_key, valid_value};
 
 /// Longest `tracestate` accepted, in bytes.
 pub const MAX_LENGTH: usize = 1024;
-/// Most list members a `tracestate` may hold.
-pub const MAX_MEMBERS: usize = 32;
 /// Longest `ot` value accepted, in bytes.
 pub const MAX_OT_LENGTH: usize = 256;
 
@@ -128,45 +127,6 @@ impl TraceState {
         }
         out.extend(self.others.iter().cloned());
         out.join(",")
-    }
-}
-
-fn key_char(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
-}
-
-/// `simple-key` or `tenant@system`, W3C Trace Context §3.3.1.3.1.
-fn valid_key(key: &str) -> bool {
-    if key.is_empty() || key.len() > 256 {
-        return false;
-    }
-    match key.split_once('@') {
-        Some((tenant, system)) => {
-            let t = tenant.as_bytes();
-            let s = system.as_bytes();
-            !t.is_empty()
-                && t.len() <= 241
-                && !s.is_empty()
-                && s.len() <= 14
-                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
-                && s[0].is_ascii_lowercase()
-                && t[1..].iter().all(|b| key_char(*b))
-                && s[1..].iter().all(|b| key_char(*b))
-        }
-        None => {
-            let k = key.as_bytes();
-            k[0].is_ascii_lowercase() && k[1..].iter().all(|b| key_char(*b))
-        }
-    }
-}
-
-/// 1–256 printable ASCII characters but `,` and `=`, not ending in a space.
-fn valid_value(value: &str) -> bool {
-    let nonblank = |b: u8| (0x21..=0x7e).contains(&b) && b != b',' && b != b'=';
-    let v = value.as_bytes();
-    match v.last() {
-        Some(last) if v.len() <= 256 && nonblank(*last) => v.iter().all(|b| *b == b' ' || nonblank(*b)),
-        _ => false,
     }
 }
 

@@ -4,7 +4,6 @@
 //! - [`config`]: the config, located errors and all.
 //! - [`policy`]: each policy's decision about a trace, and how decisions
 //!   combine (a pure function but for the rate limits' budgets).
-//! - [`tracestate`]: reading a key of a W3C `tracestate`.
 //! - This module is the processor: it holds each trace's spans from its first
 //!   span until `decision_wait` later, then asks the policies once and
 //!   releases the whole trace or drops it. Spans that arrive after the
@@ -21,7 +20,6 @@
 
 pub mod config;
 pub mod policy;
-pub mod tracestate;
 
 pub use config::TailSamplingConfig;
 use magpie_core::proto::common::v1::InstrumentationScope;

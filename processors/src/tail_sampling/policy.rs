@@ -12,7 +12,7 @@ use super::config::{
     CompositeConfig, LatencyConfig, NumericAttributeConfig, PolicyConfig, PolicyKind, StatusCodeName,
     StringAttributeConfig,
 };
-use super::tracestate;
+use crate::tracestate;
 use magpie_core::proto::common::v1::{KeyValue, any_value};
 use magpie_core::proto::resource::v1::Resource;
 use magpie_core::proto::trace::v1::Span;

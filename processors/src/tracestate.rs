@@ -1,9 +1,12 @@
-//! Reading one key of a W3C `tracestate`, with the validation the
-//! Collector's `trace_state` policy gets from the OpenTelemetry Go API's
-//! `ParseTraceState`: a list that is not valid as a whole (a bad key or
-//! value, a duplicate key, more than 32 members) has no keys at all.
+//! The W3C Trace Context `tracestate` grammar, for both samplers: which
+//! keys and values are valid ([`valid_key`], [`valid_value`]), and reading
+//! one key ([`get`]) with the validation the Collector's `trace_state`
+//! policy gets from the OpenTelemetry Go API's `ParseTraceState`: a list that
+//! is not valid as a whole (a bad key or value, a duplicate key, more than 32
+//! members) has no keys at all.
 
-const MAX_MEMBERS: usize = 32;
+/// Most list members a `tracestate` may hold.
+pub const MAX_MEMBERS: usize = 32;
 
 /// The value of `key` in `tracestate`, if the list is valid and has it.
 pub fn get<'a>(tracestate: &'a str, key: &str) -> Option<&'a str> {
@@ -34,7 +37,7 @@ fn key_char(c: u8) -> bool {
 
 /// `[a-z][_0-9a-z-*/]{0,255}`, or `tenant@system` with
 /// `[a-z0-9][_0-9a-z-*/]{0,240}` and `[a-z][_0-9a-z-*/]{0,13}`.
-fn valid_key(k: &str) -> bool {
+pub fn valid_key(k: &str) -> bool {
     let b = k.as_bytes();
     match k.split_once('@') {
         None => {
@@ -55,7 +58,7 @@ fn valid_key(k: &str) -> bool {
 }
 
 /// 1–256 printable ASCII characters other than `,` and `=`, not ending in a space.
-fn valid_value(v: &str) -> bool {
+pub fn valid_value(v: &str) -> bool {
     let b = v.as_bytes();
     !b.is_empty()
         && b.len() <= 256
