@@ -67,9 +67,13 @@ pub fn render(id: &str, verbosity: Verbosity, batch: &Batch) -> String {
         Batch::Traces(r) => (r.len(), "spans"),
         Batch::Metrics(r) => (r.len(), "data points"),
         Batch::Logs(r) => (r.len(), "log records"),
+        Batch::Alerts(_) => (0, "alerts"),
     };
-    let _ =
-        writeln!(s, "{id}: {} batch: {resources} resources, {} {what}", batch.signal(), batch.item_count());
+    let _ = if let Batch::Alerts(a) = batch {
+        writeln!(s, "{id}: alerts batch: {} {what}", a.len())
+    } else {
+        writeln!(s, "{id}: {} batch: {resources} resources, {} {what}", batch.signal(), batch.item_count())
+    };
     match verbosity {
         Verbosity::Basic => {}
         Verbosity::Detailed => {
@@ -100,6 +104,20 @@ pub fn render(id: &str, verbosity: Verbosity, batch: &Batch) -> String {
                             }
                         }
                     }
+                }
+            }
+            Batch::Alerts(alerts) => {
+                for a in alerts {
+                    let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                    let _ = writeln!(
+                        s,
+                        "  alert {} {} value={} fingerprint={} {{{}}}",
+                        a.rule,
+                        a.status.as_str(),
+                        a.value,
+                        a.fingerprint,
+                        labels.join(", ")
+                    );
                 }
             }
             Batch::Logs(rl) => {

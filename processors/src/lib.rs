@@ -30,19 +30,19 @@ use magpie_core::{ComponentError, ComponentId, Connector, Processor, Signal, Sig
 pub const TYPES: &[TypeInfo] = &[
     TypeInfo {
         name: "batch",
-        signals: Signals::ALL,
+        signals: Signals::OTLP,
         routes: &[],
         about: "merges small batches and splits large ones by item count, flushing on a timeout",
     },
     TypeInfo {
         name: "llm_cost",
-        signals: Signals { traces: true, metrics: false, logs: false },
+        signals: Signals::TRACES,
         routes: &[],
         about: "puts the USD cost of each LLM call on its span, from its token counts and a price table",
     },
     TypeInfo {
         name: "probabilistic_sampler",
-        signals: Signals { traces: true, metrics: false, logs: true },
+        signals: Signals { traces: true, logs: true, ..Signals::NONE },
         routes: &[],
         about: "keeps a percentage of traces (whole traces, decided by trace id) and log records, as the Collector's processor does",
     },
@@ -57,12 +57,13 @@ pub const CONNECTOR_TYPES: &[TypeInfo] = &[
             (Signal::Traces, Signal::Traces),
             (Signal::Metrics, Signal::Metrics),
             (Signal::Logs, Signal::Logs),
+            (Signal::Alerts, Signal::Alerts),
         ],
         about: "passes batches unchanged from one pipeline into others of the same signal",
     },
     TypeInfo {
         name: "span_metrics",
-        signals: Signals { traces: true, metrics: true, logs: false },
+        signals: Signals { traces: true, metrics: true, ..Signals::NONE },
         routes: &[(Signal::Traces, Signal::Metrics)],
         about: "derives request rate, errors and latency histograms (HTTP and GenAI) from spans",
     },
