@@ -133,8 +133,8 @@ pub fn http_client(
     let mut b = reqwest::Client::builder().timeout(timeout).default_headers(map);
     if let Some(t) = tls {
         if let Some(ca) = &t.ca_file {
-            for cert in
-                reqwest::Certificate::from_pem_bundle(&read_pem(ca)?).map_err(|e| format!("tls.ca_file: {e}"))?
+            for cert in reqwest::Certificate::from_pem_bundle(&read_pem(ca)?)
+                .map_err(|e| format!("tls.ca_file: {e}"))?
             {
                 b = b.add_root_certificate(cert);
             }
@@ -142,7 +142,9 @@ pub fn http_client(
         if let (Some(c), Some(k)) = (&t.cert_file, &t.key_file) {
             let mut pem = read_pem(c)?;
             pem.extend(read_pem(k)?);
-            b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls client identity: {e}"))?);
+            b = b.identity(
+                reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls client identity: {e}"))?,
+            );
         }
     }
     b.build().map_err(|e| format!("building the http client: {e}"))

@@ -11,12 +11,14 @@
 //!
 //! # Layout
 //!
+//! - [`alerts`]: connector evaluating alerting rules over metrics into alerts (metrics → alerts).
 //! - [`batch`]: merges small batches and splits large ones by item count, with a timeout.
 //! - [`forward`]: connector passing batches unchanged from one pipeline to others of the same signal.
 //! - [`llm_cost`]: puts the USD cost of each LLM call on its span, from its token counts and a price table.
 //! - [`probabilistic_sampler`]: head sampling of traces and logs by trace id, as the Collector's processor does.
 //! - [`span_metrics`]: connector deriving RED metrics (HTTP and GenAI) from spans.
 
+pub mod alerts;
 pub mod batch;
 pub mod forward;
 pub mod llm_cost;
@@ -50,6 +52,12 @@ pub const TYPES: &[TypeInfo] = &[
 
 /// Every connector type.
 pub const CONNECTOR_TYPES: &[TypeInfo] = &[
+    TypeInfo {
+        name: "alerts",
+        signals: Signals { metrics: true, alerts: true, ..Signals::NONE },
+        routes: &[(Signal::Metrics, Signal::Alerts)],
+        about: "evaluates alerting rules over metrics (for, keep_firing_for, no-data) and emits firing and resolved alerts",
+    },
     TypeInfo {
         name: "forward",
         signals: Signals::ALL,
@@ -124,6 +132,7 @@ impl ProcessorConfig {
 /// The typed config of one connector.
 #[derive(Clone, Debug)]
 pub enum ConnectorConfig {
+    Alerts(alerts::AlertsConfig),
     Forward(forward::ForwardConfig),
     SpanMetrics(span_metrics::SpanMetricsConfig),
 }
@@ -136,6 +145,7 @@ impl ConnectorConfig {
         path: &str,
     ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         match type_name {
+            "alerts" => typed(node, path, ConnectorConfig::Alerts),
             "forward" => typed(node, path, ConnectorConfig::Forward),
             "span_metrics" => typed(node, path, ConnectorConfig::SpanMetrics),
             _ => Ok(None),
@@ -144,13 +154,15 @@ impl ConnectorConfig {
 
     pub fn problems(&self) -> Vec<String> {
         match self {
+            ConnectorConfig::Alerts(c) => c.problems(),
             ConnectorConfig::Forward(_) => Vec::new(),
             ConnectorConfig::SpanMetrics(c) => c.problems(),
         }
     }
 
-    pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Connector>, ComponentError> {
+    pub fn build(&self, id: &ComponentId) -> Result<Box<dyn Connector>, ComponentError> {
         Ok(match self {
+            ConnectorConfig::Alerts(c) => Box::new(alerts::AlertsConnector::new(c, id)),
             ConnectorConfig::Forward(c) => Box::new(forward::ForwardConnector::new(c)),
             ConnectorConfig::SpanMetrics(c) => Box::new(span_metrics::SpanMetricsConnector::new(c)),
         })

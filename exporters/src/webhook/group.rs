@@ -233,8 +233,10 @@ mod tests {
     }
 
     fn alert(name: &str, route: &str, status: AlertStatus, starts: u64) -> Alert {
-        let labels: BTreeMap<String, String> =
-            [("alertname", name), ("route", route)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels: BTreeMap<String, String> = [("alertname", name), ("route", route)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Alert {
             rule: name.into(),
             status,
@@ -266,7 +268,8 @@ mod tests {
         }
         due.iter()
             .map(|n| {
-                let alerts = n.alerts.iter().map(|a| (a.labels["route"].clone(), a.status.as_str())).collect();
+                let alerts =
+                    n.alerts.iter().map(|a| (a.labels["route"].clone(), a.status.as_str())).collect();
                 (n.key.clone(), alerts)
             })
             .collect()
@@ -276,7 +279,10 @@ mod tests {
     fn group_wait_batches_the_alerts_of_one_group() {
         let mut g = grouper();
         g.insert([alert("A", "/x", AlertStatus::Firing, 0)], t(0));
-        g.insert([alert("A", "/y", AlertStatus::Firing, 10), alert("B", "/x", AlertStatus::Firing, 10)], t(10));
+        g.insert(
+            [alert("A", "/y", AlertStatus::Firing, 10), alert("B", "/x", AlertStatus::Firing, 10)],
+            t(10),
+        );
         assert_eq!(g.next_flush(), Some(t(30)));
         assert!(flush(&mut g, t(29)).is_empty(), "nothing before group_wait");
         let sent = flush(&mut g, t(30));
@@ -304,9 +310,15 @@ mod tests {
         g.insert([alert("A", "/x", AlertStatus::Firing, 0)], t(60));
         assert_eq!(g.next_flush(), Some(t(330)));
         g.insert([alert("A", "/x", AlertStatus::Firing, 0)], t(320));
-        assert!(flush(&mut g, t(330)).is_empty(), "unchanged firing group is not re-sent before repeat_interval");
+        assert!(
+            flush(&mut g, t(330)).is_empty(),
+            "unchanged firing group is not re-sent before repeat_interval"
+        );
         // A new alert in the group waits for the group_interval, not group_wait.
-        g.insert([alert("A", "/x", AlertStatus::Firing, 0), alert("A", "/y", AlertStatus::Firing, 400)], t(400));
+        g.insert(
+            [alert("A", "/x", AlertStatus::Firing, 0), alert("A", "/y", AlertStatus::Firing, 400)],
+            t(400),
+        );
         assert!(flush(&mut g, t(430)).is_empty());
         let sent = flush(&mut g, t(630));
         assert_eq!(sent[0].1, vec![("/x".to_string(), "firing"), ("/y".to_string(), "firing")]);
@@ -315,7 +327,10 @@ mod tests {
         let mut repeats = Vec::new();
         while now < 630 + 4 * 3600 + 600 {
             now += 300;
-            g.insert([alert("A", "/x", AlertStatus::Firing, 0), alert("A", "/y", AlertStatus::Firing, 400)], t(now - 1));
+            g.insert(
+                [alert("A", "/x", AlertStatus::Firing, 0), alert("A", "/y", AlertStatus::Firing, 400)],
+                t(now - 1),
+            );
             if !flush(&mut g, t(now)).is_empty() {
                 repeats.push(now);
             }
@@ -329,7 +344,10 @@ mod tests {
         g.insert([alert("A", "/x", AlertStatus::Firing, 0)], t(0));
         assert_eq!(flush(&mut g, t(30)).len(), 1);
         g.insert([alert("A", "/x", AlertStatus::Resolved, 0)], t(100));
-        assert_eq!(flush(&mut g, t(330)), vec![("{alertname=\"A\"}".into(), vec![("/x".into(), "resolved")])]);
+        assert_eq!(
+            flush(&mut g, t(330)),
+            vec![("{alertname=\"A\"}".into(), vec![("/x".into(), "resolved")])]
+        );
         assert_eq!(g.next_flush(), None, "the group is gone once its resolution is delivered");
         assert!(flush(&mut g, t(10_000)).is_empty());
     }
@@ -367,7 +385,10 @@ mod tests {
         g.insert([alert("A", "/x", AlertStatus::Resolved, 0)], t(40));
         let n = g.due(t(330));
         g.failed(&n[0], t(335));
-        assert_eq!(flush(&mut g, t(335)), vec![("{alertname=\"A\"}".into(), vec![("/x".into(), "resolved")])]);
+        assert_eq!(
+            flush(&mut g, t(335)),
+            vec![("{alertname=\"A\"}".into(), vec![("/x".into(), "resolved")])]
+        );
     }
 
     #[test]

@@ -143,7 +143,10 @@ impl WebhookExporter {
         WebhookExporter {
             id: id.clone(),
             config: config.clone(),
-            shared: Arc::new(Shared { grouper: Mutex::new(Grouper::new(config.options())), wake: Notify::new() }),
+            shared: Arc::new(Shared {
+                grouper: Mutex::new(Grouper::new(config.options())),
+                wake: Notify::new(),
+            }),
             stop: CancellationToken::new(),
             task: None,
         }
@@ -231,7 +234,8 @@ impl Dispatcher {
                     lock(&self.shared.grouper).delivered(&n, now);
                 }
                 Err(PostError::Retryable(message, retry_after)) => {
-                    let backoff = self.backoffs.entry(n.key.clone()).or_insert_with(|| retry_policy().backoff());
+                    let backoff =
+                        self.backoffs.entry(n.key.clone()).or_insert_with(|| retry_policy().backoff());
                     let wait = backoff.next_wait(retry_after);
                     if last {
                         tracing::error!(component = %self.id, group = %n.key, error = %message, "notification not delivered before shutdown");
@@ -255,7 +259,8 @@ impl Dispatcher {
         } else {
             (&n.alerts[..], 0)
         };
-        let body = payload::message(&self.receiver, &n.group_labels, alerts, truncated, &self.config.external_url);
+        let body =
+            payload::message(&self.receiver, &n.group_labels, alerts, truncated, &self.config.external_url);
         let url = &self.config.endpoint;
         let resp = self
             .client

@@ -85,7 +85,8 @@ mod tests {
             annotations: [("summary".to_string(), format!("errors on {route}"))].into(),
             value: 12.0,
             starts_at: UNIX_EPOCH + Duration::from_secs(1_795_600_000),
-            ends_at: (status == AlertStatus::Resolved).then(|| UNIX_EPOCH + Duration::from_secs(1_795_600_060)),
+            ends_at: (status == AlertStatus::Resolved)
+                .then(|| UNIX_EPOCH + Duration::from_secs(1_795_600_060)),
             generator: "alerts".into(),
         }
     }

@@ -115,7 +115,9 @@ impl Inner {
             Signal::Metrics => self.clone().unary::<ExportMetricsServiceRequest, B>(req).await,
             Signal::Logs => self.clone().unary::<ExportLogsServiceRequest, B>(req).await,
             // No OTLP path maps to alerts.
-            Signal::Alerts => return tonic::Status::unimplemented("alerts are not an OTLP signal").into_http(),
+            Signal::Alerts => {
+                return tonic::Status::unimplemented("alerts are not an OTLP signal").into_http();
+            }
         };
         self.fix_size_status(response)
     }
