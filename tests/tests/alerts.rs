@@ -228,3 +228,15 @@ async fn a_notification_refused_with_503_is_sent_again() {
     assert_eq!(hook.received().len(), 4, "{:#?}", hook.received());
     assert!(agent.stop().success());
 }
+
+#[test]
+fn the_readme_alerts_example_validates() {
+    let readme = std::fs::read_to_string(magpie_tests::repo_file("README.md")).unwrap();
+    let section = &readme[readme.find("### Alerts").expect("an Alerts section")..];
+    let start = section.find("```yaml\n").expect("a yaml example") + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").unwrap()];
+    match magpie_tests::parse_with_env(yaml, &[("ALERT_WEBHOOK_TOKEN", "t")]) {
+        Ok(c) => assert!(c.warnings.is_empty(), "{:?}", c.warnings),
+        Err(p) => panic!("{}", p.iter().map(|e| format!("  {e}\n")).collect::<String>()),
+    }
+}
