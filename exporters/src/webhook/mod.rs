@@ -188,6 +188,12 @@ impl Exporter for WebhookExporter {
     }
 }
 
+/// Whether a notification answered with `status` is worth sending again soon:
+/// 429 and every 5xx, as Alertmanager's webhook notifier decides.
+pub fn retryable(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
+}
+
 /// Why a post failed.
 enum PostError {
     Retryable(String, Option<Duration>),
@@ -281,10 +287,13 @@ impl Dispatcher {
         let text = resp.text().await.unwrap_or_default();
         let excerpt: String = text.chars().take(200).collect();
         let message = format!("{url} answered {status}: {excerpt}");
-        if status == 429 || status >= 500 {
+        if retryable(status) {
             Err(PostError::Retryable(message, retry_after))
         } else {
             Err(PostError::Permanent(message))
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
