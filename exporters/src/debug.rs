@@ -228,6 +228,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn alerts_print_one_line_each() {
+        let labels: std::collections::BTreeMap<String, String> =
+            [("alertname".to_string(), "DeepQueue".to_string())].into();
+        let alert = magpie_core::alert::Alert {
+            rule: "DeepQueue".into(),
+            status: magpie_core::alert::AlertStatus::Firing,
+            fingerprint: magpie_core::alert::fingerprint(&labels),
+            labels,
+            annotations: Default::default(),
+            value: 42.0,
+            starts_at: std::time::UNIX_EPOCH,
+            ends_at: None,
+            generator: "alerts".into(),
+        };
+        let batch = || Batch::Alerts(vec![alert.clone()]);
+        check(Verbosity::Basic, batch(), &["debug/x: alerts batch: 1 alerts"]);
+        check(
+            Verbosity::Normal,
+            batch(),
+            &["alert DeepQueue firing value=42 fingerprint=", "{alertname=\"DeepQueue\"}"],
+        );
+        check(Verbosity::Detailed, batch(), &["\"status\":\"firing\"", "\"generatorURL\":\"alerts\""]);
+    }
+
     #[tokio::test]
     async fn writes_to_its_writer() {
         #[derive(Clone, Default)]
