@@ -150,6 +150,9 @@ impl Evaluator {
         for rm in batch {
             let resource = rm.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                if !self.rules.iter().any(|r| r.rule.metric == m.name) {
+                    continue;
+                }
                 let points: Vec<(&[KeyValue], u64, Kind, Value)> = match &m.data {
                     Some(metric::Data::Gauge(g)) => g
                         .data_points
