@@ -67,9 +67,13 @@ pub fn render(id: &str, verbosity: Verbosity, batch: &Batch) -> String {
         Batch::Traces(r) => (r.len(), "spans"),
         Batch::Metrics(r) => (r.len(), "data points"),
         Batch::Logs(r) => (r.len(), "log records"),
+        Batch::Alerts(_) => (0, "alerts"),
     };
-    let _ =
-        writeln!(s, "{id}: {} batch: {resources} resources, {} {what}", batch.signal(), batch.item_count());
+    let _ = if let Batch::Alerts(a) = batch {
+        writeln!(s, "{id}: alerts batch: {} {what}", a.len())
+    } else {
+        writeln!(s, "{id}: {} batch: {resources} resources, {} {what}", batch.signal(), batch.item_count())
+    };
     match verbosity {
         Verbosity::Basic => {}
         Verbosity::Detailed => {
@@ -100,6 +104,20 @@ pub fn render(id: &str, verbosity: Verbosity, batch: &Batch) -> String {
                             }
                         }
                     }
+                }
+            }
+            Batch::Alerts(alerts) => {
+                for a in alerts {
+                    let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                    let _ = writeln!(
+                        s,
+                        "  alert {} {} value={} fingerprint={} {{{}}}",
+                        a.rule,
+                        a.status.as_str(),
+                        a.value,
+                        a.fingerprint,
+                        labels.join(", ")
+                    );
                 }
             }
             Batch::Logs(rl) => {
@@ -208,6 +226,31 @@ mod tests {
             Batch::Logs(testdata::logs(1, 1)),
             &["\"resourceLogs\"", "\"severityText\":\"INFO\""],
         );
+    }
+
+    #[test]
+    fn alerts_print_one_line_each() {
+        let labels: std::collections::BTreeMap<String, String> =
+            [("alertname".to_string(), "DeepQueue".to_string())].into();
+        let alert = magpie_core::alert::Alert {
+            rule: "DeepQueue".into(),
+            status: magpie_core::alert::AlertStatus::Firing,
+            fingerprint: magpie_core::alert::fingerprint(&labels),
+            labels,
+            annotations: Default::default(),
+            value: 42.0,
+            starts_at: std::time::UNIX_EPOCH,
+            ends_at: None,
+            generator: "alerts".into(),
+        };
+        let batch = || Batch::Alerts(vec![alert.clone()]);
+        check(Verbosity::Basic, batch(), &["debug/x: alerts batch: 1 alerts"]);
+        check(
+            Verbosity::Normal,
+            batch(),
+            &["alert DeepQueue firing value=42 fingerprint=", "{alertname=\"DeepQueue\"}"],
+        );
+        check(Verbosity::Detailed, batch(), &["\"status\":\"firing\"", "\"generatorURL\":\"alerts\""]);
     }
 
     #[tokio::test]

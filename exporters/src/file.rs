@@ -78,6 +78,8 @@ pub fn to_otlp_json(batch: &Batch) -> String {
             serde_json::to_string(&ExportMetricsServiceRequest { resource_metrics: rm.clone() })
         }
         Batch::Logs(rl) => serde_json::to_string(&ExportLogsServiceRequest { resource_logs: rl.clone() }),
+        // Not OTLP: the alerts as Alertmanager's alert objects.
+        Batch::Alerts(a) => serde_json::to_string(&crate::webhook::payload::alerts_json(a)),
     };
     // Serializing prost structs to JSON cannot fail (no maps with non-string keys).
     r.unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))

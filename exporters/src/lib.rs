@@ -20,6 +20,8 @@
 //!   specification's retry rules; [`otlp_common`] holds what they share.
 //! - [`postgres`]: the dashboard's PostgreSQL tables through binary `COPY`, with migrations,
 //!   daily partitions, retention, exactly-once batches and a dead-letter table.
+//! - [`webhook`]: alerts as Alertmanager's webhook payload, grouped and de-duplicated with
+//!   Alertmanager's semantics, retried until delivered.
 //! - [`websocket`]: the live feed (`system_metrics` and opt-in span, GenAI and error streams) and
 //!   the built-in live page.
 
@@ -30,6 +32,7 @@ pub mod otlp_common;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod postgres;
+pub mod webhook;
 pub mod websocket;
 
 use magpie_core::config::{ConfigError, Node, from_node};
@@ -54,31 +57,37 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         name: "file",
-        signals: Signals::ALL,
+        signals: Signals::OTLP,
         routes: &[],
         about: "writes OTLP/JSON lines to a file, with size-based rotation and gzip",
     },
     TypeInfo {
         name: "otlp_grpc",
-        signals: Signals::ALL,
+        signals: Signals::OTLP,
         routes: &[],
         about: "sends OTLP over gRPC to a gateway, Collector, Jaeger or Tempo, retrying per the OTLP spec",
     },
     TypeInfo {
         name: "otlp_http",
-        signals: Signals::ALL,
+        signals: Signals::OTLP,
         routes: &[],
         about: "sends OTLP over HTTP (protobuf or JSON) to any OTLP endpoint, retrying per the OTLP spec",
     },
     TypeInfo {
         name: "postgres",
-        signals: Signals::ALL,
+        signals: Signals::OTLP,
         routes: &[],
         about: "writes spans, metrics and logs into the dashboard's PostgreSQL tables with binary COPY, exactly once",
     },
     TypeInfo {
+        name: "webhook",
+        signals: Signals::ALERTS,
+        routes: &[],
+        about: "posts alerts as Alertmanager's webhook payload, grouped and de-duplicated, retried until delivered",
+    },
+    TypeInfo {
         name: "websocket",
-        signals: Signals { traces: true, metrics: true, logs: false },
+        signals: Signals { traces: true, metrics: true, ..Signals::NONE },
         routes: &[],
         about: "serves a live feed (system_metrics, spans, LLM calls, errors) to dashboards and a built-in live page",
     },
@@ -93,6 +102,7 @@ pub enum ExporterConfig {
     OtlpGrpc(otlp_grpc::OtlpGrpcConfig),
     OtlpHttp(otlp_http::OtlpHttpConfig),
     Postgres(postgres::PostgresConfig),
+    Webhook(webhook::WebhookConfig),
     Websocket(websocket::WebsocketConfig),
 }
 
@@ -117,6 +127,7 @@ impl ExporterConfig {
             "otlp_grpc" => typed(node, path, ExporterConfig::OtlpGrpc),
             "otlp_http" => typed(node, path, ExporterConfig::OtlpHttp),
             "postgres" => typed(node, path, ExporterConfig::Postgres),
+            "webhook" => typed(node, path, ExporterConfig::Webhook),
             "websocket" => typed(node, path, ExporterConfig::Websocket),
             _ => Ok(None),
         }
@@ -131,6 +142,7 @@ impl ExporterConfig {
             ExporterConfig::OtlpGrpc(c) => c.problems(),
             ExporterConfig::OtlpHttp(c) => c.problems(),
             ExporterConfig::Postgres(c) => c.problems(),
+            ExporterConfig::Webhook(c) => c.problems(),
             ExporterConfig::Websocket(c) => c.problems(),
         }
     }
@@ -143,7 +155,8 @@ impl ExporterConfig {
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
-            | ExporterConfig::Postgres(_) => Vec::new(),
+            | ExporterConfig::Postgres(_)
+            | ExporterConfig::Webhook(_) => Vec::new(),
             ExporterConfig::Websocket(c) => c.listen_addresses(),
         }
     }
@@ -157,7 +170,8 @@ impl ExporterConfig {
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
-            | ExporterConfig::Postgres(_) => WhenFull::Block,
+            | ExporterConfig::Postgres(_)
+            | ExporterConfig::Webhook(_) => WhenFull::Block,
             ExporterConfig::Websocket(_) => WhenFull::DropOldest,
         }
     }
@@ -177,6 +191,7 @@ impl ExporterConfig {
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
+            | ExporterConfig::Webhook(_)
             | ExporterConfig::Websocket(_) => RetryConfig::default(),
         }
     }
@@ -191,6 +206,7 @@ impl ExporterConfig {
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
+            | ExporterConfig::Webhook(_)
             | ExporterConfig::Websocket(_) => None,
         }
     }
@@ -203,6 +219,7 @@ impl ExporterConfig {
             ExporterConfig::OtlpGrpc(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)),
             ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new(id, c)),
             ExporterConfig::Postgres(c) => Box::new(postgres::PostgresExporter::new(id, c)),
+            ExporterConfig::Webhook(c) => Box::new(webhook::WebhookExporter::new(id, c)),
             ExporterConfig::Websocket(c) => Box::new(websocket::WebsocketExporter::new(id, c)),
         })
     }

@@ -107,7 +107,47 @@ pub fn signal_path(batch: &Batch) -> &'static str {
         Batch::Traces(_) => "/v1/traces",
         Batch::Metrics(_) => "/v1/metrics",
         Batch::Logs(_) => "/v1/logs",
+        // Not an OTLP signal: no path (the OTLP exporters refuse alerts first).
+        Batch::Alerts(_) => "",
     }
+}
+
+/// An HTTP client with `headers` (marked sensitive), `timeout` and client
+/// TLS, on rustls with the ring provider: what every HTTP exporter uses.
+pub fn http_client(
+    headers: &Headers,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<reqwest::Client, String> {
+    // The process-wide TLS provider is ring; installing it is a no-op when the binary already did.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| format!("header name `{k}`: {e}"))?;
+        let mut value = reqwest::header::HeaderValue::from_str(v.expose())
+            .map_err(|_| format!("header `{k}` has a value that is not valid in HTTP"))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    let mut b = reqwest::Client::builder().timeout(timeout).default_headers(map);
+    if let Some(t) = tls {
+        if let Some(ca) = &t.ca_file {
+            for cert in reqwest::Certificate::from_pem_bundle(&read_pem(ca)?)
+                .map_err(|e| format!("tls.ca_file: {e}"))?
+            {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        if let (Some(c), Some(k)) = (&t.cert_file, &t.key_file) {
+            let mut pem = read_pem(c)?;
+            pem.extend(read_pem(k)?);
+            b = b.identity(
+                reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls client identity: {e}"))?,
+            );
+        }
+    }
+    b.build().map_err(|e| format!("building the http client: {e}"))
 }
 
 /// Reads a PEM file for TLS settings.

@@ -139,6 +139,7 @@ impl OtlpGrpcExporter {
             Batch::Logs(rl) => {
                 call!(LogsServiceClient, ExportLogsServiceRequest { resource_logs: rl.clone() })
             }
+            Batch::Alerts(_) => Err(tonic::Status::invalid_argument("alerts are not an OTLP signal")),
         }
     }
 }

@@ -5,8 +5,8 @@
 //! permanent. A partial success is never retried.
 
 use crate::otlp_common::{
-    ClientTls, Compression, Headers, PartialSuccess, default_timeout, json_partial_success, partial_success,
-    read_pem, signal_path,
+    ClientTls, Compression, Headers, PartialSuccess, default_timeout, http_client, json_partial_success,
+    partial_success, signal_path,
 };
 use bytes::Bytes;
 use flate2::Compression as Level;
@@ -64,6 +64,7 @@ impl OtlpHttpConfig {
             Batch::Traces(_) => &self.traces_endpoint,
             Batch::Metrics(_) => &self.metrics_endpoint,
             Batch::Logs(_) => &self.logs_endpoint,
+            Batch::Alerts(_) => return None,
         };
         specific.clone().or_else(|| {
             self.endpoint.as_ref().map(|e| format!("{}{}", e.trim_end_matches('/'), signal_path(batch)))
@@ -100,35 +101,7 @@ impl OtlpHttpExporter {
     }
 
     fn client(&self) -> Result<reqwest::Client, String> {
-        // The process-wide TLS provider is ring; installing it is a no-op when the binary already did.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (k, v) in &self.config.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| format!("header name `{k}`: {e}"))?;
-            let mut value = reqwest::header::HeaderValue::from_str(v.expose())
-                .map_err(|_| format!("header `{k}` has a value that is not valid in HTTP"))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        let mut b = reqwest::Client::builder().timeout(self.config.timeout).default_headers(headers);
-        if let Some(t) = &self.config.tls {
-            if let Some(ca) = &t.ca_file {
-                for cert in reqwest::Certificate::from_pem_bundle(&read_pem(ca)?)
-                    .map_err(|e| format!("tls.ca_file: {e}"))?
-                {
-                    b = b.add_root_certificate(cert);
-                }
-            }
-            if let (Some(c), Some(k)) = (&t.cert_file, &t.key_file) {
-                let mut pem = read_pem(c)?;
-                pem.extend(read_pem(k)?);
-                b = b.identity(
-                    reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls client identity: {e}"))?,
-                );
-            }
-        }
-        b.build().map_err(|e| format!("building the http client: {e}"))
+        http_client(&self.config.headers, self.config.timeout, self.config.tls.as_ref())
     }
 
     fn body(&self, batch: &Batch) -> Result<Vec<u8>, ExportError> {
@@ -142,6 +115,7 @@ impl OtlpHttpExporter {
             (Encoding::Proto, Batch::Logs(rl)) => {
                 ExportLogsServiceRequest { resource_logs: rl.clone() }.encode_to_vec()
             }
+            (_, Batch::Alerts(_)) => return Err(ExportError::permanent("alerts are not an OTLP signal")),
             (Encoding::Json, b) => crate::file::to_otlp_json(b).into_bytes(),
         };
         match self.config.compression {
@@ -167,6 +141,7 @@ impl OtlpHttpExporter {
             (Encoding::Proto, Batch::Traces(_)) => decode::<ExportTraceServiceResponse>(body),
             (Encoding::Proto, Batch::Metrics(_)) => decode::<ExportMetricsServiceResponse>(body),
             (Encoding::Proto, Batch::Logs(_)) => decode::<ExportLogsServiceResponse>(body),
+            (Encoding::Proto, Batch::Alerts(_)) => (0, String::new()),
         }
     }
 }

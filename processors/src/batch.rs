@@ -142,6 +142,7 @@ fn append(into: &mut Batch, from: Batch) {
         (Batch::Traces(a), Batch::Traces(b)) => a.extend(b),
         (Batch::Metrics(a), Batch::Metrics(b)) => a.extend(b),
         (Batch::Logs(a), Batch::Logs(b)) => a.extend(b),
+        (Batch::Alerts(a), Batch::Alerts(b)) => a.extend(b),
         // A pipeline carries one signal; the topology never mixes them.
         (into, from) => {
             tracing::error!(into = %into.signal(), from = %from.signal(), "batch processor given mixed signals; keeping both in order");
@@ -155,6 +156,10 @@ pub fn take_front_batch(batch: &mut Batch, n: usize) -> Batch {
         Batch::Traces(v) => Batch::Traces(take_front(v, n)),
         Batch::Metrics(v) => Batch::Metrics(take_front(v, n)),
         Batch::Logs(v) => Batch::Logs(take_front(v, n)),
+        Batch::Alerts(v) => {
+            let rest = v.split_off(n.min(v.len()));
+            Batch::Alerts(std::mem::replace(v, rest))
+        }
     }
 }
 

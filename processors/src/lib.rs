@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //!
+//! - [`alerts`]: connector evaluating alerting rules over metrics into alerts (metrics → alerts).
 //! - [`batch`]: merges small batches and splits large ones by item count, with a timeout.
 //! - [`forward`]: connector passing batches unchanged from one pipeline to others of the same signal.
 //! - [`llm_cost`]: puts the USD cost of each LLM call on its span, from its token counts and a price table.
@@ -18,6 +19,7 @@
 //! - [`span_metrics`]: connector deriving RED metrics (HTTP and GenAI) from spans.
 //! - [`tail_sampling`]: keeps or drops whole traces after `decision_wait`, by the Collector's policies.
 
+pub mod alerts;
 pub mod batch;
 pub mod forward;
 pub mod llm_cost;
@@ -33,25 +35,25 @@ use magpie_core::{ComponentError, ComponentId, Connector, Processor, Signal, Sig
 pub const TYPES: &[TypeInfo] = &[
     TypeInfo {
         name: "batch",
-        signals: Signals::ALL,
+        signals: Signals::OTLP,
         routes: &[],
         about: "merges small batches and splits large ones by item count, flushing on a timeout",
     },
     TypeInfo {
         name: "llm_cost",
-        signals: Signals { traces: true, metrics: false, logs: false },
+        signals: Signals::TRACES,
         routes: &[],
         about: "puts the USD cost of each LLM call on its span, from its token counts and a price table",
     },
     TypeInfo {
         name: "probabilistic_sampler",
-        signals: Signals { traces: true, metrics: false, logs: true },
+        signals: Signals { traces: true, logs: true, ..Signals::NONE },
         routes: &[],
         about: "keeps a percentage of traces (whole traces, decided by trace id) and log records, as the Collector's processor does",
     },
     TypeInfo {
         name: "tail_sampling",
-        signals: Signals { traces: true, metrics: false, logs: false },
+        signals: Signals::TRACES,
         routes: &[],
         about: "holds each trace for decision_wait, then keeps or drops it whole by the Collector's tail sampling policies",
     },
@@ -60,18 +62,25 @@ pub const TYPES: &[TypeInfo] = &[
 /// Every connector type.
 pub const CONNECTOR_TYPES: &[TypeInfo] = &[
     TypeInfo {
+        name: "alerts",
+        signals: Signals { metrics: true, alerts: true, ..Signals::NONE },
+        routes: &[(Signal::Metrics, Signal::Alerts)],
+        about: "evaluates alerting rules over metrics (for, keep_firing_for, no-data) and emits firing and resolved alerts",
+    },
+    TypeInfo {
         name: "forward",
         signals: Signals::ALL,
         routes: &[
             (Signal::Traces, Signal::Traces),
             (Signal::Metrics, Signal::Metrics),
             (Signal::Logs, Signal::Logs),
+            (Signal::Alerts, Signal::Alerts),
         ],
         about: "passes batches unchanged from one pipeline into others of the same signal",
     },
     TypeInfo {
         name: "span_metrics",
-        signals: Signals { traces: true, metrics: true, logs: false },
+        signals: Signals { traces: true, metrics: true, ..Signals::NONE },
         routes: &[(Signal::Traces, Signal::Metrics)],
         about: "derives request rate, errors and latency histograms (HTTP and GenAI) from spans",
     },
@@ -136,6 +145,7 @@ impl ProcessorConfig {
 /// The typed config of one connector.
 #[derive(Clone, Debug)]
 pub enum ConnectorConfig {
+    Alerts(alerts::AlertsConfig),
     Forward(forward::ForwardConfig),
     SpanMetrics(span_metrics::SpanMetricsConfig),
 }
@@ -148,6 +158,7 @@ impl ConnectorConfig {
         path: &str,
     ) -> Result<Option<(Self, Vec<String>)>, ConfigError> {
         match type_name {
+            "alerts" => typed(node, path, ConnectorConfig::Alerts),
             "forward" => typed(node, path, ConnectorConfig::Forward),
             "span_metrics" => typed(node, path, ConnectorConfig::SpanMetrics),
             _ => Ok(None),
@@ -156,13 +167,15 @@ impl ConnectorConfig {
 
     pub fn problems(&self) -> Vec<String> {
         match self {
+            ConnectorConfig::Alerts(c) => c.problems(),
             ConnectorConfig::Forward(_) => Vec::new(),
             ConnectorConfig::SpanMetrics(c) => c.problems(),
         }
     }
 
-    pub fn build(&self, _id: &ComponentId) -> Result<Box<dyn Connector>, ComponentError> {
+    pub fn build(&self, id: &ComponentId) -> Result<Box<dyn Connector>, ComponentError> {
         Ok(match self {
+            ConnectorConfig::Alerts(c) => Box::new(alerts::AlertsConnector::new(c, id)),
             ConnectorConfig::Forward(c) => Box::new(forward::ForwardConnector::new(c)),
             ConnectorConfig::SpanMetrics(c) => Box::new(span_metrics::SpanMetricsConnector::new(c)),
         })

@@ -31,7 +31,7 @@ use magpie_core::{ComponentError, ComponentId, Receiver, Signals, TypeInfo};
 pub const TYPES: &[TypeInfo] = &[
     TypeInfo {
         name: "otlp",
-        signals: Signals::ALL,
+        signals: Signals::OTLP,
         routes: &[],
         about: "receives traces, metrics and logs over OTLP/gRPC and OTLP/HTTP (protobuf and JSON)",
     },
@@ -94,7 +94,7 @@ impl ReceiverConfig {
     /// produce fewer than its type can).
     pub fn signals(&self) -> Signals {
         match self {
-            ReceiverConfig::Otlp(_) => Signals::ALL,
+            ReceiverConfig::Otlp(_) => Signals::OTLP,
             ReceiverConfig::Hostmetrics(_) | ReceiverConfig::Redis(_) | ReceiverConfig::Postgresql(_) => {
                 Signals::METRICS
             }
@@ -137,11 +137,11 @@ mod tests {
 
     #[test]
     fn otlp_is_listed_parsed_and_built() {
-        assert!(TYPES.iter().any(|t| t.name == "otlp" && t.signals == Signals::ALL));
+        assert!(TYPES.iter().any(|t| t.name == "otlp" && t.signals == Signals::OTLP));
         let node = Node::parse("auth: { bearer_token: hunter2 }\n", "t.yaml").unwrap();
         let (config, secrets) = ReceiverConfig::parse("otlp", &node, "receivers.otlp").unwrap().unwrap();
         assert_eq!(secrets, vec!["receivers.otlp.auth.bearer_token".to_string()]);
-        assert_eq!(config.signals(), Signals::ALL);
+        assert_eq!(config.signals(), Signals::OTLP);
         assert!(config.problems().is_empty());
         assert_eq!(
             config.listen_addresses(),

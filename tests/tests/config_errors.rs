@@ -65,7 +65,7 @@ fn unknown_component_type() {
     );
     check(
         &with_basics("connectors:\n  zzz: {}\n"),
-        &[(6, &["unknown connector type `zzz`", "known connector types: forward"])],
+        &[(6, &["unknown connector type `zzz`", "known connector types: alerts, forward"])],
     );
 }
 
@@ -438,5 +438,49 @@ fn tail_sampling_settings() {
     check(
         "receivers: {otlp: {}}\nprocessors: {tail_sampling: {policies: [{name: all, type: always_sample}]}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    logs: {receivers: [otlp], processors: [tail_sampling], exporters: [debug]}\n",
         &[(6, &["processor `tail_sampling` does not handle logs (it handles: traces)"])],
+    );
+}
+
+#[test]
+fn alerts_connector_and_webhook_settings() {
+    let yaml = |rule: &str| {
+        format!(
+            "receivers: {{hostmetrics: {{}}}}\nconnectors:\n  alerts:\n    rules:\n      - name: HighLoad\n        metric: system.cpu.utilization\n        aggregation: avg\n{rule}exporters:\n  webhook: {{endpoint: \"http://127.0.0.1:9/hook\"}}\nservice:\n  pipelines:\n    metrics: {{receivers: [hostmetrics], exporters: [alerts]}}\n    alerts: {{receivers: [alerts], exporters: [webhook]}}\n"
+        )
+    };
+    let ok = "        condition: gt\n        threshold: 0.9\n";
+    let c = parse(&yaml(ok)).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    check(
+        &yaml("        condition: above\n        threshold: 0.9\n"),
+        &[(8, &["test.yaml:8:20", "connectors.alerts.rules", "condition", "unknown value `above`"])],
+    );
+    check(
+        &yaml(&format!("{ok}        matchers: ['host.name =~ \"(web\"']\n")),
+        &[(10, &["test.yaml:10:", "matchers", "bad regex", "unclosed group"])],
+    );
+    check(
+        &yaml(&format!("{ok}        annotations: {{summary: 'load at {{{{ $valeu }}}}'}}\n")),
+        &[(
+            10,
+            &["annotations.summary", "unknown variable `$valeu`", "$value, $threshold or $labels.<name>"],
+        )],
+    );
+    check(
+        "receivers: {hostmetrics: {}}\nconnectors:\n  alerts: {rules: []}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    metrics: {receivers: [hostmetrics], exporters: [alerts]}\n    alerts: {receivers: [alerts], exporters: [debug]}\n",
+        &[(3, &["connectors.alerts", "at least one rule is needed"])],
+    );
+    // The webhook takes alerts only; the alerts connector turns metrics into alerts only.
+    check(
+        "receivers: {hostmetrics: {}}\nexporters: {webhook: {endpoint: \"http://127.0.0.1:9/hook\"}}\nservice:\n  pipelines:\n    metrics: {receivers: [hostmetrics], exporters: [webhook]}\n",
+        &[(5, &["exporter `webhook` does not handle metrics (it handles: alerts)"])],
+    );
+    check(
+        "receivers: {otlp: {}}\nconnectors:\n  alerts: {rules: [{name: A, metric: m, aggregation: avg, condition: gt, threshold: 1}]}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [alerts]}\n    alerts: {receivers: [alerts], exporters: [debug]}\n",
+        &[(7, &["connector `alerts` cannot carry traces"])],
+    );
+    check(
+        "receivers: {hostmetrics: {}}\nprocessors: {batch: {}}\nconnectors:\n  alerts: {rules: [{name: A, metric: m, aggregation: avg, condition: gt, threshold: 1}]}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    metrics: {receivers: [hostmetrics], exporters: [alerts]}\n    alerts: {receivers: [alerts], processors: [batch], exporters: [debug]}\n",
+        &[(9, &["processor `batch` does not handle alerts (it handles: traces,metrics,logs)"])],
     );
 }

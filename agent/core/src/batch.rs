@@ -2,19 +2,22 @@
 //!
 //! A batch is one signal's OTLP resource vector, exactly as it came off the
 //! wire or out of a scraper. No conversion happens on the hot path, and a
-//! forwarded batch keeps full fidelity.
+//! forwarded batch keeps full fidelity. Alerts, which OTLP lacks, are a
+//! vector of our own [`Alert`]s.
 
+use crate::alert::Alert;
 use crate::id::Signal;
 use crate::proto::logs::v1::ResourceLogs;
 use crate::proto::metrics::v1::{ResourceMetrics, metric::Data};
 use crate::proto::trace::v1::ResourceSpans;
 
-/// One signal's worth of OTLP data.
+/// One signal's worth of OTLP data, or alerts.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Batch {
     Traces(Vec<ResourceSpans>),
     Metrics(Vec<ResourceMetrics>),
     Logs(Vec<ResourceLogs>),
+    Alerts(Vec<Alert>),
 }
 
 impl Batch {
@@ -24,6 +27,7 @@ impl Batch {
             Signal::Traces => Batch::Traces(Vec::new()),
             Signal::Metrics => Batch::Metrics(Vec::new()),
             Signal::Logs => Batch::Logs(Vec::new()),
+            Signal::Alerts => Batch::Alerts(Vec::new()),
         }
     }
 
@@ -32,16 +36,18 @@ impl Batch {
             Batch::Traces(_) => Signal::Traces,
             Batch::Metrics(_) => Signal::Metrics,
             Batch::Logs(_) => Signal::Logs,
+            Batch::Alerts(_) => Signal::Alerts,
         }
     }
 
     /// Items in the batch, counted as the Collector counts them: spans,
-    /// metric data points, log records.
+    /// metric data points, log records; and alerts.
     pub fn item_count(&self) -> usize {
         match self {
             Batch::Traces(rs) => span_count(rs),
             Batch::Metrics(rm) => data_point_count(rm),
             Batch::Logs(rl) => log_record_count(rl),
+            Batch::Alerts(a) => a.len(),
         }
     }
 

@@ -1,25 +1,30 @@
 //! Identifiers: component ids (`type[/name]`), pipeline ids (`signal[/name]`)
-//! and the three OTLP signals.
+//! and the signals: the three OTLP ones plus alerts.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// One of the three OTLP signals.
+/// One of the three OTLP signals, or alerts (the one signal OTLP lacks:
+/// [`crate::alert::Alert`]s raised by the `alerts` connector).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Signal {
     Traces,
     Metrics,
     Logs,
+    Alerts,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+    pub const ALL: [Signal; 4] = [Signal::Traces, Signal::Metrics, Signal::Logs, Signal::Alerts];
+    /// The three OTLP signals.
+    pub const OTLP: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
             Signal::Logs => "logs",
+            Signal::Alerts => "alerts",
         }
     }
 }
@@ -37,6 +42,7 @@ impl FromStr for Signal {
             "traces" => Ok(Signal::Traces),
             "metrics" => Ok(Signal::Metrics),
             "logs" => Ok(Signal::Logs),
+            "alerts" => Ok(Signal::Alerts),
             other => Err(IdError::UnknownSignal(other.to_string())),
         }
     }
@@ -48,20 +54,25 @@ pub struct Signals {
     pub traces: bool,
     pub metrics: bool,
     pub logs: bool,
+    pub alerts: bool,
 }
 
 impl Signals {
-    pub const ALL: Signals = Signals { traces: true, metrics: true, logs: true };
-    pub const TRACES: Signals = Signals { traces: true, metrics: false, logs: false };
-    pub const METRICS: Signals = Signals { traces: false, metrics: true, logs: false };
-    pub const LOGS: Signals = Signals { traces: false, metrics: false, logs: true };
-    pub const NONE: Signals = Signals { traces: false, metrics: false, logs: false };
+    pub const ALL: Signals = Signals { traces: true, metrics: true, logs: true, alerts: true };
+    /// The three OTLP signals: what a component that speaks only OTLP handles.
+    pub const OTLP: Signals = Signals { traces: true, metrics: true, logs: true, alerts: false };
+    pub const TRACES: Signals = Signals { traces: true, ..Signals::NONE };
+    pub const METRICS: Signals = Signals { metrics: true, ..Signals::NONE };
+    pub const LOGS: Signals = Signals { logs: true, ..Signals::NONE };
+    pub const ALERTS: Signals = Signals { alerts: true, ..Signals::NONE };
+    pub const NONE: Signals = Signals { traces: false, metrics: false, logs: false, alerts: false };
 
     pub fn contains(self, signal: Signal) -> bool {
         match signal {
             Signal::Traces => self.traces,
             Signal::Metrics => self.metrics,
             Signal::Logs => self.logs,
+            Signal::Alerts => self.alerts,
         }
     }
 
@@ -124,7 +135,7 @@ pub enum IdError {
     EmptyName(String),
     #[error("id `{0}` has more than one `/`")]
     TooManySlashes(String),
-    #[error("unknown signal `{0}`: a pipeline id starts with traces, metrics or logs")]
+    #[error("unknown signal `{0}`: a pipeline id starts with traces, metrics, logs or alerts")]
     UnknownSignal(String),
 }
 
@@ -190,7 +201,7 @@ impl fmt::Display for ComponentId {
     }
 }
 
-/// A pipeline id: `traces`, `metrics/host`, `logs/audit`.
+/// A pipeline id: `traces`, `metrics/host`, `logs/audit`, `alerts/critical`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PipelineId {
     pub signal: Signal,
@@ -236,5 +247,8 @@ mod tests {
         assert_eq!(p.signal, Signal::Metrics);
         assert_eq!(p.to_string(), "metrics/host");
         assert!("spans".parse::<PipelineId>().is_err());
+        assert_eq!("alerts/critical".parse::<PipelineId>().unwrap().signal, Signal::Alerts);
+        assert_eq!(Signals::OTLP.to_string(), "traces,metrics,logs");
+        assert!(!Signals::OTLP.contains(Signal::Alerts) && Signals::ALL.contains(Signal::Alerts));
     }
 }

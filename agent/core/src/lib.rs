@@ -6,8 +6,9 @@
 //!
 //! # Layout
 //!
-//! - [`id`]: `ComponentId` (`type[/name]`), `PipelineId` (`traces|metrics|logs[/name]`) and `Signal`.
+//! - [`id`]: `ComponentId` (`type[/name]`), `PipelineId` (`traces|metrics|logs|alerts[/name]`) and `Signal`.
 //! - [`batch`]: `Batch`, the unit that flows through pipelines: OTLP `Resource*` vectors, end to end.
+//! - [`alert`]: `Alert`, the fourth signal (what OTLP lacks): status, labels, annotations, fingerprint.
 //! - [`otlp`]: helpers every component needs over the OTLP prost types (walk spans, look up
 //!   attributes by semconv alias, build data points, hex ids).
 //! - [`component`]: the `Receiver`, `Processor`, `Connector` and `Exporter` traits and their contexts.
@@ -19,6 +20,7 @@
 //! - [`telemetry`]: per-component counters and states behind `/metrics` and `/readyz`.
 //! - [`testing`] (feature `testing`): an in-process source and a capture sink for topology tests.
 
+pub mod alert;
 pub mod batch;
 pub mod component;
 pub mod config;

@@ -31,6 +31,7 @@ pub struct Output {
     traces: Vec<mpsc::Sender<Batch>>,
     metrics: Vec<mpsc::Sender<Batch>>,
     logs: Vec<mpsc::Sender<Batch>>,
+    alerts: Vec<mpsc::Sender<Batch>>,
     stats: Option<Arc<ComponentStats>>,
 }
 
@@ -49,6 +50,7 @@ impl Output {
             Signal::Traces => &self.traces,
             Signal::Metrics => &self.metrics,
             Signal::Logs => &self.logs,
+            Signal::Alerts => &self.alerts,
         }
     }
 
@@ -57,6 +59,7 @@ impl Output {
             Signal::Traces => &mut self.traces,
             Signal::Metrics => &mut self.metrics,
             Signal::Logs => &mut self.logs,
+            Signal::Alerts => &mut self.alerts,
         }
     }
 

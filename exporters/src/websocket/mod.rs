@@ -369,7 +369,7 @@ impl Exporter for WebsocketExporter {
                 let hub = &self.hub;
                 hub.broadcast(span_messages(rs, |s| hub.wants(s)));
             }
-            Batch::Logs(_) => {}
+            Batch::Logs(_) | Batch::Alerts(_) => {}
         }
         Ok(())
     }

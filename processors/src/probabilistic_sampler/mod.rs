@@ -311,7 +311,7 @@ impl Processor for ProbabilisticSamplerProcessor {
                 resources.retain(|r| !r.scope_logs.is_empty());
             }
             // Not a signal this processor is configured for; passed on.
-            Batch::Metrics(_) => {}
+            Batch::Metrics(_) | Batch::Alerts(_) => {}
         }
         if batch.item_count() > 0 {
             out.push(batch);

@@ -114,6 +114,10 @@ impl Inner {
             Signal::Traces => self.clone().unary::<ExportTraceServiceRequest, B>(req).await,
             Signal::Metrics => self.clone().unary::<ExportMetricsServiceRequest, B>(req).await,
             Signal::Logs => self.clone().unary::<ExportLogsServiceRequest, B>(req).await,
+            // No OTLP path maps to alerts.
+            Signal::Alerts => {
+                return tonic::Status::unimplemented("alerts are not an OTLP signal").into_http();
+            }
         };
         self.fix_size_status(response)
     }

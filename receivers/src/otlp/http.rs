@@ -232,6 +232,12 @@ impl HttpState {
             Signal::Traces => self.export::<ExportTraceServiceRequest>(format, bytes).await,
             Signal::Metrics => self.export::<ExportMetricsServiceRequest>(format, bytes).await,
             Signal::Logs => self.export::<ExportLogsServiceRequest>(format, bytes).await,
+            // No OTLP path maps to alerts.
+            Signal::Alerts => Reply(format).fail(
+                StatusCode::NOT_FOUND,
+                tonic::Code::Unimplemented,
+                "alerts are not an OTLP signal".to_string(),
+            ),
         }
     }
 

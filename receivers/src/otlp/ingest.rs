@@ -327,6 +327,7 @@ fn batch_has_resources(batch: &Batch) -> bool {
         Batch::Traces(v) => !v.is_empty(),
         Batch::Metrics(v) => !v.is_empty(),
         Batch::Logs(v) => !v.is_empty(),
+        Batch::Alerts(v) => !v.is_empty(),
     }
 }
 

@@ -50,7 +50,7 @@ pub fn config(extra: &str) -> magpie_receivers::otlp::OtlpConfig {
 impl Harness {
     /// All three signals wanted, roomy channels.
     pub async fn start(extra: &str) -> Harness {
-        Self::with(extra, &Signal::ALL, 64).await
+        Self::with(extra, &Signal::OTLP, 64).await
     }
 
     /// Only `signals` have a pipeline, each a channel of `capacity`.
@@ -70,6 +70,7 @@ impl Harness {
                 Signal::Traces => traces = Some(rx),
                 Signal::Metrics => metrics = Some(rx),
                 Signal::Logs => logs = Some(rx),
+                Signal::Alerts => {}
             }
         }
         let shutdown = CancellationToken::new();

@@ -410,7 +410,7 @@ async fn cors_preflight_from_another_origin_is_403_and_its_posts_get_no_cors_hea
 
 #[tokio::test]
 async fn http_full_pipeline_is_503_with_retry_after() {
-    let mut h = Harness::with("backpressure_timeout: 100ms\n", &Signal::ALL, 1).await;
+    let mut h = Harness::with("backpressure_timeout: 100ms\n", &Signal::OTLP, 1).await;
     let body = traces_request(1, 1).encode_to_vec();
     assert_eq!(post(&h, "/v1/traces", PROTOBUF, body.clone()).await.status(), 200);
     let started = Instant::now();
@@ -566,7 +566,7 @@ async fn grpc_garbage_is_invalid_argument() {
 
 #[tokio::test]
 async fn grpc_full_pipeline_is_unavailable_with_retry_info() {
-    let mut h = Harness::with("backpressure_timeout: 100ms\n", &Signal::ALL, 1).await;
+    let mut h = Harness::with("backpressure_timeout: 100ms\n", &Signal::OTLP, 1).await;
     let mut client = TraceServiceClient::connect(h.grpc_url()).await.unwrap();
     client.export(traces_request(1, 1)).await.unwrap();
     let status = client.export(traces_request(1, 1)).await.unwrap_err();
@@ -639,7 +639,7 @@ async fn grpc_oversized_messages_are_resource_exhausted() {
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_then_drops_the_output() {
-    let mut h = Harness::with("backpressure_timeout: 5s\n", &Signal::ALL, 1).await;
+    let mut h = Harness::with("backpressure_timeout: 5s\n", &Signal::OTLP, 1).await;
     let url = h.http_url("/v1/traces");
     assert_eq!(post(&h, "/v1/traces", PROTOBUF, traces_request(1, 1).encode_to_vec()).await.status(), 200);
     // This one waits for room in the full pipeline while shutdown begins.

@@ -1,0 +1,299 @@
+//! `webhook`: delivers alerts as Alertmanager's webhook payload (version
+//! "4") to an HTTP endpoint, grouped and de-duplicated with Alertmanager's
+//! semantics and defaults (`group_by: [alertname]`, `group_wait: 30s`,
+//! `group_interval: 5m`, `repeat_interval: 4h`).
+//!
+//! `export` only hands alerts to the [`group::Grouper`]; a dispatcher task
+//! started with the exporter sleeps until the next group is due, posts, and
+//! reports the outcome back. A failed post (connection error, timeout, 5xx,
+//! 429) leaves the notification unrecorded and the group is looked at again
+//! after an exponential backoff (1s growing to 1m, never less than a
+//! `Retry-After`), so the notification is built and sent again until it is
+//! delivered: nothing is lost while the agent runs. Any other 4xx is
+//! permanent: logged with the status and the start of the body, and tried
+//! again only at the group's next `group_interval`, as Alertmanager does.
+//! At shutdown every group with something to say is sent once, at once.
+
+pub mod group;
+pub mod payload;
+
+use crate::otlp_common::{ClientTls, Headers, default_timeout, http_client};
+use crate::otlp_http::parse_retry_after;
+use group::{GroupOptions, Grouper, Notification};
+use magpie_core::config::duration;
+use magpie_core::retry::{Backoff, RetryConfig};
+use magpie_core::{Batch, ComponentError, ComponentId, ExportError, Exporter, ExporterContext};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Config of `webhook`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The URL notifications are POSTed to.
+    pub endpoint: String,
+    #[serde(default)]
+    pub headers: Headers,
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
+    /// Labels that form a group; `[...]` groups by all labels.
+    #[serde(default = "default_group_by")]
+    pub group_by: Vec<String>,
+    #[serde(default = "default_group_wait", with = "duration")]
+    pub group_wait: Duration,
+    #[serde(default = "default_group_interval", with = "duration")]
+    pub group_interval: Duration,
+    #[serde(default = "default_repeat_interval", with = "duration")]
+    pub repeat_interval: Duration,
+    /// A firing alert not refreshed for this long is resolved.
+    #[serde(default = "default_resolve_timeout", with = "duration")]
+    pub resolve_timeout: Duration,
+    /// Alerts per notification (0: no limit); the rest is counted in `truncatedAlerts`.
+    #[serde(default)]
+    pub max_alerts: usize,
+    /// `receiver` in the payload; the component id when unset.
+    #[serde(default)]
+    pub receiver: Option<String>,
+    /// `externalURL` in the payload.
+    #[serde(default)]
+    pub external_url: String,
+}
+
+fn default_group_by() -> Vec<String> {
+    vec!["alertname".to_string()]
+}
+fn default_group_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_group_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_resolve_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl WebhookConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            out.push(format!("endpoint `{}` must start with http:// or https://", self.endpoint));
+        }
+        if self.group_interval.is_zero() {
+            out.push("group_interval must be more than 0s".to_string());
+        }
+        if self.repeat_interval.is_zero() {
+            out.push("repeat_interval must be more than 0s".to_string());
+        }
+        if let Some(t) = &self.tls {
+            out.extend(t.problems());
+        }
+        out
+    }
+
+    fn options(&self) -> GroupOptions {
+        GroupOptions {
+            group_by: self.group_by.clone(),
+            group_wait: self.group_wait,
+            group_interval: self.group_interval,
+            repeat_interval: self.repeat_interval,
+            resolve_timeout: self.resolve_timeout,
+        }
+    }
+}
+
+/// The backoff between attempts of one group's notification.
+fn retry_policy() -> RetryConfig {
+    RetryConfig {
+        initial_interval: Duration::from_secs(1),
+        max_interval: Duration::from_secs(60),
+        max_elapsed_time: Duration::ZERO,
+        ..RetryConfig::default()
+    }
+}
+
+struct Shared {
+    grouper: Mutex<Grouper>,
+    wake: Notify,
+}
+
+fn lock(m: &Mutex<Grouper>) -> MutexGuard<'_, Grouper> {
+    // The grouper's state is consistent after every call; a panicked holder leaves it usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub struct WebhookExporter {
+    id: ComponentId,
+    config: WebhookConfig,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl WebhookExporter {
+    pub fn new(id: &ComponentId, config: &WebhookConfig) -> Self {
+        WebhookExporter {
+            id: id.clone(),
+            config: config.clone(),
+            shared: Arc::new(Shared {
+                grouper: Mutex::new(Grouper::new(config.options())),
+                wake: Notify::new(),
+            }),
+            stop: CancellationToken::new(),
+            task: None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Exporter for WebhookExporter {
+    async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
+        let client = http_client(&self.config.headers, self.config.timeout, self.config.tls.as_ref())
+            .map_err(ComponentError::new)?;
+        let d = Dispatcher {
+            id: self.id.clone(),
+            receiver: self.config.receiver.clone().unwrap_or_else(|| self.id.to_string()),
+            config: self.config.clone(),
+            client,
+            shared: self.shared.clone(),
+            backoffs: HashMap::new(),
+        };
+        self.task = Some(tokio::spawn(d.run(self.stop.clone())));
+        Ok(())
+    }
+
+    async fn export(&mut self, batch: Arc<Batch>) -> Result<(), ExportError> {
+        let Batch::Alerts(alerts) = batch.as_ref() else {
+            return Err(ExportError::permanent(format!("webhook takes alerts, not {}", batch.signal())));
+        };
+        lock(&self.shared.grouper).insert(alerts.iter().cloned(), SystemTime::now());
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> Result<(), ComponentError> {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a notification answered with `status` is worth sending again soon:
+/// 429 and every 5xx, as Alertmanager's webhook notifier decides.
+pub fn retryable(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
+}
+
+/// Why a post failed.
+enum PostError {
+    Retryable(String, Option<Duration>),
+    Permanent(String),
+}
+
+struct Dispatcher {
+    id: ComponentId,
+    receiver: String,
+    config: WebhookConfig,
+    client: reqwest::Client,
+    shared: Arc<Shared>,
+    backoffs: HashMap<String, Backoff>,
+}
+
+impl Dispatcher {
+    async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let next = lock(&self.shared.grouper).next_flush();
+            let sleep = next.map_or(Duration::from_secs(3600), |t| {
+                t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+            });
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.shared.wake.notified() => continue,
+                () = tokio::time::sleep(sleep) => {}
+            }
+            self.flush(false).await;
+        }
+        // Nothing waits out a timer at shutdown: what is due is sent once.
+        lock(&self.shared.grouper).expedite(SystemTime::now());
+        self.flush(true).await;
+    }
+
+    async fn flush(&mut self, last: bool) {
+        let due = lock(&self.shared.grouper).due(SystemTime::now());
+        for n in due {
+            let result = self.post(&n).await;
+            let now = SystemTime::now();
+            match result {
+                Ok(()) => {
+                    tracing::debug!(component = %self.id, group = %n.key, alerts = n.alerts.len(), "notification delivered");
+                    self.backoffs.remove(&n.key);
+                    lock(&self.shared.grouper).delivered(&n, now);
+                }
+                Err(PostError::Retryable(message, retry_after)) => {
+                    let backoff =
+                        self.backoffs.entry(n.key.clone()).or_insert_with(|| retry_policy().backoff());
+                    let wait = backoff.next_wait(retry_after);
+                    if last {
+                        tracing::error!(component = %self.id, group = %n.key, error = %message, "notification not delivered before shutdown");
+                    } else {
+                        tracing::warn!(component = %self.id, group = %n.key, retry_in = ?wait, error = %message, "notification failed; will retry");
+                    }
+                    lock(&self.shared.grouper).failed(&n, now + wait);
+                }
+                Err(PostError::Permanent(message)) => {
+                    self.backoffs.remove(&n.key);
+                    tracing::error!(component = %self.id, group = %n.key, error = %message, "notification refused; trying again at the next group_interval");
+                }
+            }
+        }
+    }
+
+    async fn post(&self, n: &Notification) -> Result<(), PostError> {
+        let max = self.config.max_alerts;
+        let (alerts, truncated) = if max > 0 && n.alerts.len() > max {
+            (&n.alerts[..max], n.alerts.len() - max)
+        } else {
+            (&n.alerts[..], 0)
+        };
+        let body =
+            payload::message(&self.receiver, &n.group_labels, alerts, truncated, &self.config.external_url);
+        let url = &self.config.endpoint;
+        let resp = self
+            .client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| PostError::Retryable(format!("sending to {url}: {e}"), None))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let text = resp.text().await.unwrap_or_default();
+        let excerpt: String = text.chars().take(200).collect();
+        let message = format!("{url} answered {status}: {excerpt}");
+        if retryable(status) {
+            Err(PostError::Retryable(message, retry_after))
+        } else {
+            Err(PostError::Permanent(message))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
