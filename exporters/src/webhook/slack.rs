@@ -375,7 +375,7 @@ mod tests {
         assert!(text.ends_with('…'));
         let before = text.trim_end_matches('…');
         let tail = &before[before.rfind('&').unwrap()..];
-        assert_eq!(tail, "&lt;", "the last escape is whole");
+        assert!(tail.starts_with("&lt;"), "the last escape is whole: {tail}");
         let g: BTreeMap<String, String> = [("alertname".to_string(), "x".repeat(400))].into();
         let m = message(&SlackOptions::default(), &g, &[a], 0);
         assert_eq!(m["blocks"][0]["text"]["text"].as_str().unwrap().chars().count(), MAX_HEADER_CHARS);
