@@ -495,7 +495,10 @@ fn slack_settings() {
     let ok = "    webhook_url: https://hooks.slack.com/services/T0/B0/secret-token\n    channel: \"#ops\"\n";
     let c = parse(&yaml(ok, "")).unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-    let p = check(&yaml("    channel: \"#ops\"\n", ""), &[(6, &["test.yaml:6:", "exporters.slack/ops", "missing required field `webhook_url`"])]);
+    let p = check(
+        &yaml("    channel: \"#ops\"\n", ""),
+        &[(6, &["test.yaml:6:", "exporters.slack/ops", "missing required field `webhook_url`"])],
+    );
     assert_eq!(p.len(), 1, "{}", render(&p));
     let p = check(
         &yaml("    webhook_url: hooks.slack.com/services/T0/B0/secret-token\n", ""),

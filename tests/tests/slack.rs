@@ -17,10 +17,13 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A status to answer and its `Retry-After`.
+type Reply = (u16, Option<&'static str>);
+
 #[derive(Clone, Default)]
 struct Slack {
     /// Statuses still to answer, in order, each with a `Retry-After`; then 200 `ok`.
-    replies: Arc<Mutex<Vec<(u16, Option<&'static str>)>>>,
+    replies: Arc<Mutex<Vec<Reply>>>,
     /// (when, status answered, body received)
     received: Arc<Mutex<Vec<(Instant, u16, Value)>>>,
 }

@@ -238,7 +238,8 @@ pub fn message(
         "text": truncate(&escape(&title), MAX_SECTION_CHARS),
         "blocks": blocks,
     });
-    for (key, value) in [("channel", &opts.channel), ("username", &opts.username), ("icon_emoji", &opts.icon_emoji)]
+    for (key, value) in
+        [("channel", &opts.channel), ("username", &opts.username), ("icon_emoji", &opts.icon_emoji)]
     {
         if let Some(v) = value {
             m[key] = json!(v);
@@ -336,7 +337,10 @@ mod tests {
             icon_emoji: Some(":bird:".into()),
         };
         let m = message(&opts, &group(), &[alert("HighErrorRate", "/", AlertStatus::Firing)], 0);
-        assert_eq!((&m["channel"], &m["username"], &m["icon_emoji"]), (&json!("#ops"), &json!("magpie"), &json!(":bird:")));
+        assert_eq!(
+            (&m["channel"], &m["username"], &m["icon_emoji"]),
+            (&json!("#ops"), &json!("magpie"), &json!(":bird:"))
+        );
         let only = SlackOptions { channel: Some("#ops".into()), ..SlackOptions::default() };
         let m = message(&only, &group(), &[alert("HighErrorRate", "/", AlertStatus::Firing)], 0);
         assert_eq!(m["channel"], "#ops");
@@ -395,7 +399,11 @@ mod tests {
         assert_eq!(blocks.len(), 5);
         assert_eq!(blocks[4]["elements"][0]["text"], "_1 more alert not shown_");
         let m = message(&SlackOptions::default(), &group(), &many, 100);
-        assert_eq!(m["blocks"].as_array().unwrap().len(), MAX_BLOCKS, "max_alerts never passes Slack's limit");
+        assert_eq!(
+            m["blocks"].as_array().unwrap().len(),
+            MAX_BLOCKS,
+            "max_alerts never passes Slack's limit"
+        );
     }
 
     #[test]
@@ -416,7 +424,8 @@ mod tests {
             )
         );
         assert!(c.problems().is_empty(), "{:?}", c.problems());
-        let node = Node::parse("webhook_url: hooks.slack.com/secret-token\nrepeat_interval: 0s\n", "t.yaml").unwrap();
+        let node = Node::parse("webhook_url: hooks.slack.com/secret-token\nrepeat_interval: 0s\n", "t.yaml")
+            .unwrap();
         let p = from_node::<SlackConfig>(&node, "exporters.slack").unwrap().0.problems().join("\n");
         assert!(p.contains("webhook_url must start with https://") && p.contains("repeat_interval"), "{p}");
         assert!(!p.contains("secret-token"), "the URL is not repeated: {p}");
