@@ -368,6 +368,7 @@ mod tests {
     #[test]
     fn texts_are_cut_on_char_boundaries_and_never_inside_an_escape() {
         assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("ééééé", 5), "ééééé", "Slack counts characters, not bytes");
         assert_eq!(truncate("ééééé", 3), "éé…");
         assert_eq!(truncate("ab&amp;cd", 5), "ab…");
         assert_eq!(truncate("ab&amp;cd", 8), "ab&amp;…");
