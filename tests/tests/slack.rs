@@ -215,3 +215,27 @@ async fn a_429_is_waited_out_and_the_same_message_delivered() {
     assert!(!log.contains("secret-token"), "the webhook URL is a secret and never logged:\n{log}");
     assert!(agent.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_error_does_not_log_the_url() {
+    // Nothing listens on port 1: every post fails before any answer.
+    let mut agent = RunningAgent::start(&config("http://127.0.0.1:1/services/T000/B000/secret-token"));
+    let addr = agent.otlp_http_address();
+    let t0 = Instant::now();
+    while !agent.log().iter().any(|l| l.contains("notification failed; will retry")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no failed notification:\n{}",
+            agent.log().join("\n")
+        );
+        send_depth(&addr, 50.0).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = agent.log().join("\n");
+    assert!(log.contains("sending to the Slack webhook of slack/ops"), "{log}");
+    assert!(
+        !log.contains("secret-token") && !log.contains("127.0.0.1:1/"),
+        "the webhook URL is never logged:\n{log}"
+    );
+    assert!(agent.stop().success());
+}
