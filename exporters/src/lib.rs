@@ -21,7 +21,8 @@
 //! - [`postgres`]: the dashboard's PostgreSQL tables through binary `COPY`, with migrations,
 //!   daily partitions, retention, exactly-once batches and a dead-letter table.
 //! - [`webhook`]: alerts as Alertmanager's webhook payload, grouped and de-duplicated with
-//!   Alertmanager's semantics, retried until delivered.
+//!   Alertmanager's semantics, retried until delivered; `slack` is the same notifier posting
+//!   Block Kit messages to a Slack incoming webhook ([`webhook::slack`]).
 //! - [`websocket`]: the live feed (`system_metrics` and opt-in span, GenAI and error streams) and
 //!   the built-in live page.
 
@@ -80,6 +81,12 @@ pub const TYPES: &[TypeInfo] = &[
         about: "writes spans, metrics and logs into the dashboard's PostgreSQL tables with binary COPY, exactly once",
     },
     TypeInfo {
+        name: "slack",
+        signals: Signals::ALERTS,
+        routes: &[],
+        about: "posts alerts to a Slack incoming webhook as Block Kit messages, grouped like webhook, retried until delivered",
+    },
+    TypeInfo {
         name: "webhook",
         signals: Signals::ALERTS,
         routes: &[],
@@ -102,6 +109,7 @@ pub enum ExporterConfig {
     OtlpGrpc(otlp_grpc::OtlpGrpcConfig),
     OtlpHttp(otlp_http::OtlpHttpConfig),
     Postgres(postgres::PostgresConfig),
+    Slack(webhook::slack::SlackConfig),
     Webhook(webhook::WebhookConfig),
     Websocket(websocket::WebsocketConfig),
 }
@@ -127,6 +135,7 @@ impl ExporterConfig {
             "otlp_grpc" => typed(node, path, ExporterConfig::OtlpGrpc),
             "otlp_http" => typed(node, path, ExporterConfig::OtlpHttp),
             "postgres" => typed(node, path, ExporterConfig::Postgres),
+            "slack" => typed(node, path, ExporterConfig::Slack),
             "webhook" => typed(node, path, ExporterConfig::Webhook),
             "websocket" => typed(node, path, ExporterConfig::Websocket),
             _ => Ok(None),
@@ -142,6 +151,7 @@ impl ExporterConfig {
             ExporterConfig::OtlpGrpc(c) => c.problems(),
             ExporterConfig::OtlpHttp(c) => c.problems(),
             ExporterConfig::Postgres(c) => c.problems(),
+            ExporterConfig::Slack(c) => c.problems(),
             ExporterConfig::Webhook(c) => c.problems(),
             ExporterConfig::Websocket(c) => c.problems(),
         }
@@ -156,6 +166,7 @@ impl ExporterConfig {
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
             | ExporterConfig::Postgres(_)
+            | ExporterConfig::Slack(_)
             | ExporterConfig::Webhook(_) => Vec::new(),
             ExporterConfig::Websocket(c) => c.listen_addresses(),
         }
@@ -171,6 +182,7 @@ impl ExporterConfig {
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
             | ExporterConfig::Postgres(_)
+            | ExporterConfig::Slack(_)
             | ExporterConfig::Webhook(_) => WhenFull::Block,
             ExporterConfig::Websocket(_) => WhenFull::DropOldest,
         }
@@ -191,6 +203,7 @@ impl ExporterConfig {
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
+            | ExporterConfig::Slack(_)
             | ExporterConfig::Webhook(_)
             | ExporterConfig::Websocket(_) => RetryConfig::default(),
         }
@@ -206,6 +219,7 @@ impl ExporterConfig {
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
+            | ExporterConfig::Slack(_)
             | ExporterConfig::Webhook(_)
             | ExporterConfig::Websocket(_) => None,
         }
@@ -219,6 +233,7 @@ impl ExporterConfig {
             ExporterConfig::OtlpGrpc(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)),
             ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new(id, c)),
             ExporterConfig::Postgres(c) => Box::new(postgres::PostgresExporter::new(id, c)),
+            ExporterConfig::Slack(c) => Box::new(webhook::Notifier::slack(id, c)),
             ExporterConfig::Webhook(c) => Box::new(webhook::WebhookExporter::new(id, c)),
             ExporterConfig::Websocket(c) => Box::new(websocket::WebsocketExporter::new(id, c)),
         })

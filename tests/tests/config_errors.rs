@@ -484,3 +484,29 @@ fn alerts_connector_and_webhook_settings() {
         &[(9, &["processor `batch` does not handle alerts (it handles: traces,metrics,logs)"])],
     );
 }
+
+#[test]
+fn slack_settings() {
+    let yaml = |slack: &str, pipeline: &str| {
+        format!(
+            "receivers: {{hostmetrics: {{}}}}\nconnectors:\n  alerts: {{rules: [{{name: A, metric: m, aggregation: avg, condition: gt, threshold: 1}}]}}\nexporters:\n  slack/ops:\n{slack}service:\n  pipelines:\n    metrics: {{receivers: [hostmetrics], exporters: [alerts{pipeline}]}}\n    alerts: {{receivers: [alerts], exporters: [slack/ops]}}\n"
+        )
+    };
+    let ok = "    webhook_url: https://hooks.slack.com/services/T0/B0/secret-token\n    channel: \"#ops\"\n";
+    let c = parse(&yaml(ok, "")).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let p = check(
+        &yaml("    channel: \"#ops\"\n", ""),
+        &[(6, &["test.yaml:6:", "exporters.slack/ops", "missing required field `webhook_url`"])],
+    );
+    assert_eq!(p.len(), 1, "{}", render(&p));
+    let p = check(
+        &yaml("    webhook_url: hooks.slack.com/services/T0/B0/secret-token\n", ""),
+        &[(6, &["exporters.slack/ops", "webhook_url must start with https://"])],
+    );
+    assert!(!render(&p).contains("secret-token"), "the URL is a secret: {}", render(&p));
+    check(
+        &yaml(ok, ", slack/ops"),
+        &[(10, &["exporter `slack/ops` does not handle metrics (it handles: alerts)"])],
+    );
+}

@@ -153,10 +153,12 @@ impl Grouper {
         }
     }
 
-    /// `n` could not be delivered: look at its group again at `retry_at`.
+    /// `n` could not be delivered: look at its group again at `retry_at`,
+    /// even when that is later than its next `group_interval` (a
+    /// `Retry-After` is a floor, not a hint).
     pub fn failed(&mut self, n: &Notification, retry_at: SystemTime) {
         if let Some(group) = self.groups.get_mut(&n.key) {
-            group.next_flush = group.next_flush.min(retry_at);
+            group.next_flush = retry_at;
         }
     }
 
@@ -375,6 +377,18 @@ mod tests {
         g.delivered(&again[0], t(31));
         g.insert([alert("A", "/x", AlertStatus::Firing, 0)], t(300));
         assert!(g.due(t(331)).is_empty());
+    }
+
+    #[test]
+    fn a_retry_later_than_the_group_interval_is_waited_out() {
+        let mut g = grouper();
+        g.insert([alert("A", "/x", AlertStatus::Firing, 0)], t(0));
+        let first = g.due(t(30));
+        g.failed(&first[0], t(30 + 600));
+        assert_eq!(g.next_flush(), Some(t(630)), "not the group_interval at 330");
+        assert!(g.due(t(330)).is_empty());
+        g.insert([alert("A", "/x", AlertStatus::Firing, 0)], t(600));
+        assert_eq!(g.due(t(630)).len(), 1);
     }
 
     #[test]

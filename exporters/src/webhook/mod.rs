@@ -13,9 +13,15 @@
 //! permanent: logged with the status and the start of the body, and tried
 //! again only at the group's next `group_interval`, as Alertmanager does.
 //! At shutdown every group with something to say is sent once, at once.
+//!
+//! `slack` is the same notifier with another body: [`Notifier`] takes a
+//! [`Delivery`] (where to post and a [`Format`]), so both exporter types
+//! share one [`Grouper`] and one dispatcher and only the payload module
+//! ([`payload`] or [`slack`]) differs.
 
 pub mod group;
 pub mod payload;
+pub mod slack;
 
 use crate::otlp_common::{ClientTls, Headers, default_timeout, http_client};
 use crate::otlp_http::parse_retry_after;
@@ -65,19 +71,19 @@ pub struct WebhookConfig {
     pub external_url: String,
 }
 
-fn default_group_by() -> Vec<String> {
+pub(crate) fn default_group_by() -> Vec<String> {
     vec!["alertname".to_string()]
 }
-fn default_group_wait() -> Duration {
+pub(crate) fn default_group_wait() -> Duration {
     Duration::from_secs(30)
 }
-fn default_group_interval() -> Duration {
+pub(crate) fn default_group_interval() -> Duration {
     Duration::from_secs(300)
 }
-fn default_repeat_interval() -> Duration {
+pub(crate) fn default_repeat_interval() -> Duration {
     Duration::from_secs(4 * 3600)
 }
-fn default_resolve_timeout() -> Duration {
+pub(crate) fn default_resolve_timeout() -> Duration {
     Duration::from_secs(300)
 }
 
@@ -87,12 +93,7 @@ impl WebhookConfig {
         if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
             out.push(format!("endpoint `{}` must start with http:// or https://", self.endpoint));
         }
-        if self.group_interval.is_zero() {
-            out.push("group_interval must be more than 0s".to_string());
-        }
-        if self.repeat_interval.is_zero() {
-            out.push("repeat_interval must be more than 0s".to_string());
-        }
+        out.extend(interval_problems(self.group_interval, self.repeat_interval));
         if let Some(t) = &self.tls {
             out.extend(t.problems());
         }
@@ -108,6 +109,93 @@ impl WebhookConfig {
             resolve_timeout: self.resolve_timeout,
         }
     }
+
+    /// What the dispatcher of `id` needs: the endpoint, shown in logs as it is.
+    pub fn delivery(&self, id: &ComponentId) -> Delivery {
+        Delivery {
+            url: self.endpoint.clone(),
+            shown: self.endpoint.clone(),
+            url_is_secret: false,
+            headers: self.headers.clone(),
+            timeout: self.timeout,
+            tls: self.tls.clone(),
+            options: self.options(),
+            max_alerts: self.max_alerts,
+            format: Format::Alertmanager {
+                receiver: self.receiver.clone().unwrap_or_else(|| id.to_string()),
+                external_url: self.external_url.clone(),
+            },
+        }
+    }
+}
+
+/// The interval checks every notifier shares.
+pub(crate) fn interval_problems(group_interval: Duration, repeat_interval: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    if group_interval.is_zero() {
+        out.push("group_interval must be more than 0s".to_string());
+    }
+    if repeat_interval.is_zero() {
+        out.push("repeat_interval must be more than 0s".to_string());
+    }
+    out
+}
+
+/// The body a notifier posts.
+#[derive(Clone, Debug)]
+pub enum Format {
+    /// Alertmanager's webhook payload ([`payload::message`]).
+    Alertmanager { receiver: String, external_url: String },
+    /// A Slack incoming-webhook message in Block Kit ([`slack::message`]).
+    Slack(slack::SlackOptions),
+}
+
+impl Format {
+    /// The exporter type, for messages.
+    fn type_name(&self) -> &'static str {
+        match self {
+            Format::Alertmanager { .. } => "webhook",
+            Format::Slack(_) => "slack",
+        }
+    }
+
+    /// The body of one notification of `alerts`, at most `max_alerts` of them (0: no limit).
+    fn body(
+        &self,
+        group_labels: &std::collections::BTreeMap<String, String>,
+        alerts: &[magpie_core::alert::Alert],
+        max_alerts: usize,
+    ) -> serde_json::Value {
+        match self {
+            Format::Alertmanager { receiver, external_url } => {
+                let (alerts, truncated) = cut(alerts, max_alerts);
+                payload::message(receiver, group_labels, alerts, truncated, external_url)
+            }
+            Format::Slack(opts) => slack::message(opts, group_labels, alerts, max_alerts),
+        }
+    }
+}
+
+/// The first `max` alerts (all when `max` is 0) and how many were left out.
+pub fn cut<T>(alerts: &[T], max: usize) -> (&[T], usize) {
+    if max > 0 && alerts.len() > max { (&alerts[..max], alerts.len() - max) } else { (alerts, 0) }
+}
+
+/// Where and how a [`Notifier`] posts.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub url: String,
+    /// How logs name the destination: the URL, or a name when the URL is a secret.
+    pub shown: String,
+    /// Whether transport errors must be stripped of the URL before they are logged.
+    pub url_is_secret: bool,
+    pub headers: Headers,
+    pub timeout: Duration,
+    pub tls: Option<ClientTls>,
+    pub options: GroupOptions,
+    /// Alerts per notification (0: no limit).
+    pub max_alerts: usize,
+    pub format: Format,
 }
 
 /// The backoff between attempts of one group's notification.
@@ -130,23 +218,37 @@ fn lock(m: &Mutex<Grouper>) -> MutexGuard<'_, Grouper> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub struct WebhookExporter {
+/// An alert notifier: the exporter behind both `webhook` and `slack`.
+pub struct Notifier {
     id: ComponentId,
-    config: WebhookConfig,
+    delivery: Delivery,
     shared: Arc<Shared>,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl WebhookExporter {
+/// The `webhook` exporter.
+pub type WebhookExporter = Notifier;
+
+impl Notifier {
+    /// A `webhook` exporter.
     pub fn new(id: &ComponentId, config: &WebhookConfig) -> Self {
-        WebhookExporter {
+        Notifier::with(id, config.delivery(id))
+    }
+
+    /// A `slack` exporter.
+    pub fn slack(id: &ComponentId, config: &slack::SlackConfig) -> Self {
+        Notifier::with(id, config.delivery(id))
+    }
+
+    pub fn with(id: &ComponentId, delivery: Delivery) -> Self {
+        Notifier {
             id: id.clone(),
-            config: config.clone(),
             shared: Arc::new(Shared {
-                grouper: Mutex::new(Grouper::new(config.options())),
+                grouper: Mutex::new(Grouper::new(delivery.options.clone())),
                 wake: Notify::new(),
             }),
+            delivery,
             stop: CancellationToken::new(),
             task: None,
         }
@@ -154,14 +256,13 @@ impl WebhookExporter {
 }
 
 #[async_trait::async_trait]
-impl Exporter for WebhookExporter {
+impl Exporter for Notifier {
     async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
-        let client = http_client(&self.config.headers, self.config.timeout, self.config.tls.as_ref())
-            .map_err(ComponentError::new)?;
+        let d = &self.delivery;
+        let client = http_client(&d.headers, d.timeout, d.tls.as_ref()).map_err(ComponentError::new)?;
         let d = Dispatcher {
             id: self.id.clone(),
-            receiver: self.config.receiver.clone().unwrap_or_else(|| self.id.to_string()),
-            config: self.config.clone(),
+            delivery: self.delivery.clone(),
             client,
             shared: self.shared.clone(),
             backoffs: HashMap::new(),
@@ -172,7 +273,11 @@ impl Exporter for WebhookExporter {
 
     async fn export(&mut self, batch: Arc<Batch>) -> Result<(), ExportError> {
         let Batch::Alerts(alerts) = batch.as_ref() else {
-            return Err(ExportError::permanent(format!("webhook takes alerts, not {}", batch.signal())));
+            return Err(ExportError::permanent(format!(
+                "{} takes alerts, not {}",
+                self.delivery.format.type_name(),
+                batch.signal()
+            )));
         };
         lock(&self.shared.grouper).insert(alerts.iter().cloned(), SystemTime::now());
         self.shared.wake.notify_one();
@@ -202,8 +307,7 @@ enum PostError {
 
 struct Dispatcher {
     id: ComponentId,
-    receiver: String,
-    config: WebhookConfig,
+    delivery: Delivery,
     client: reqwest::Client,
     shared: Arc<Shared>,
     backoffs: HashMap<String, Backoff>,
@@ -259,22 +363,14 @@ impl Dispatcher {
     }
 
     async fn post(&self, n: &Notification) -> Result<(), PostError> {
-        let max = self.config.max_alerts;
-        let (alerts, truncated) = if max > 0 && n.alerts.len() > max {
-            (&n.alerts[..max], n.alerts.len() - max)
-        } else {
-            (&n.alerts[..], 0)
-        };
-        let body =
-            payload::message(&self.receiver, &n.group_labels, alerts, truncated, &self.config.external_url);
-        let url = &self.config.endpoint;
-        let resp = self
-            .client
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| PostError::Retryable(format!("sending to {url}: {e}"), None))?;
+        let d = &self.delivery;
+        let body = d.format.body(&n.group_labels, &n.alerts, d.max_alerts);
+        let shown = &d.shown;
+        let resp = self.client.post(&d.url).json(&body).send().await.map_err(|e| {
+            // reqwest's errors print their URL; a secret URL must not reach the log.
+            let e = if d.url_is_secret { e.without_url() } else { e };
+            PostError::Retryable(format!("sending to {shown}: {e}"), None)
+        })?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
@@ -286,7 +382,7 @@ impl Dispatcher {
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let text = resp.text().await.unwrap_or_default();
         let excerpt: String = text.chars().take(200).collect();
-        let message = format!("{url} answered {status}: {excerpt}");
+        let message = format!("{shown} answered {status}: {excerpt}");
         if retryable(status) {
             Err(PostError::Retryable(message, retry_after))
         } else {
