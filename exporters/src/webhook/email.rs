@@ -355,6 +355,7 @@ mod tests {
         assert!(raw.contains("multipart/alternative"), "{raw}");
         assert!(raw.contains("Content-Type: text/plain"), "{raw}");
         assert!(raw.contains("Content-Type: text/html"), "{raw}");
+        assert!(raw.contains("<table>") && raw.contains("  Summary: errors on /chat"), "both parts: {raw}");
         assert!(raw.contains("\r\nDate: "), "{raw}");
         assert!(raw.contains("\r\nMessage-ID: <"), "{raw}");
         assert!(raw.contains("To: ops@example.com, \"On Call\" <oncall@example.com>"), "{raw}");
