@@ -539,7 +539,10 @@ fn email_settings() {
     );
     assert!(!render(&p).contains("hunter2-secret"), "the password is a secret: {}", render(&p));
     check(
-        &yaml("    smarthost: smtp.example.com:465\n    tls: ssl\n    from: a@b.c\n    to: [ops@example.com]\n", ""),
+        &yaml(
+            "    smarthost: smtp.example.com:465\n    tls: ssl\n    from: a@b.c\n    to: [ops@example.com]\n",
+            "",
+        ),
         &[(7, &["exporters.email/ops.tls", "unknown value `ssl`, expected one of: starttls, tls, none"])],
     );
     check(

@@ -15,14 +15,14 @@
 //! and tried again only at the group's next `group_interval`.
 
 use super::{Delivery, Transport, cut, interval_problems};
-use magpie_core::ComponentId;
-use magpie_core::alert::{Alert, AlertStatus, rfc3339};
-use magpie_core::config::{Secret, duration};
 use lettre::message::{Mailbox, Message, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
+use magpie_core::ComponentId;
+use magpie_core::alert::{Alert, AlertStatus, rfc3339};
+use magpie_core::config::{Secret, duration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -137,14 +137,14 @@ impl EmailConfig {
                 resolve_timeout: self.resolve_timeout,
             },
             max_alerts: self.max_alerts,
-            transport: Transport::Smtp(Box::new(self.clone())),
+            transport: Transport::Smtp(self.clone()),
         }
     }
 
     /// The SMTP transport (a small connection pool) this config describes.
     pub fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-        let (host, port) =
-            host_port(&self.smarthost).ok_or_else(|| format!("smarthost `{}` must be host:port", self.smarthost))?;
+        let (host, port) = host_port(&self.smarthost)
+            .ok_or_else(|| format!("smarthost `{}` must be host:port", self.smarthost))?;
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(port)
             .timeout(Some(self.timeout));
@@ -175,7 +175,11 @@ impl EmailConfig {
         max_alerts: usize,
     ) -> Result<Message, String> {
         let from: Mailbox = self.from.parse().map_err(|e| format!("from `{}`: {e}", self.from))?;
-        let mut b = Message::builder().from(from).subject(subject(self.subject_prefix.as_deref(), group_labels, alerts));
+        let mut b = Message::builder().from(from).subject(subject(
+            self.subject_prefix.as_deref(),
+            group_labels,
+            alerts,
+        ));
         for to in &self.to {
             b = b.to(to.parse().map_err(|e| format!("to `{to}`: {e}"))?);
         }
@@ -320,13 +324,16 @@ mod tests {
             .into(),
             value: 12.5,
             starts_at: UNIX_EPOCH + Duration::from_secs(1_795_600_000),
-            ends_at: (status == AlertStatus::Resolved).then(|| UNIX_EPOCH + Duration::from_secs(1_795_600_060)),
+            ends_at: (status == AlertStatus::Resolved)
+                .then(|| UNIX_EPOCH + Duration::from_secs(1_795_600_060)),
             generator: "alerts".into(),
         }
     }
 
     fn config(extra: &str) -> EmailConfig {
-        let yaml = format!("smarthost: 127.0.0.1:2525\nfrom: magpie@example.com\nto: [ops@example.com, 'On Call <oncall@example.com>']\n{extra}");
+        let yaml = format!(
+            "smarthost: 127.0.0.1:2525\nfrom: magpie@example.com\nto: [ops@example.com, 'On Call <oncall@example.com>']\n{extra}"
+        );
         let node = Node::parse(&yaml, "t.yaml").unwrap();
         from_node::<EmailConfig>(&node, "exporters.email").unwrap().0
     }
@@ -411,7 +418,11 @@ mod tests {
         assert_eq!(c.tls, TlsMode::Starttls);
         assert_eq!(c.group_wait, Duration::from_secs(30));
         assert!(c.problems().is_empty());
-        let node = Node::parse("smarthost: mail.example.com\nfrom: nobody\nto: [a@b.c, 'not an address']\nusername: u\n", "t.yaml").unwrap();
+        let node = Node::parse(
+            "smarthost: mail.example.com\nfrom: nobody\nto: [a@b.c, 'not an address']\nusername: u\n",
+            "t.yaml",
+        )
+        .unwrap();
         let p = from_node::<EmailConfig>(&node, "exporters.email").unwrap().0.problems().join("\n");
         for want in ["must be host:port", "from `nobody`", "to `not an address`", "username and password"] {
             assert!(p.contains(want), "{want} not in {p}");

@@ -17,7 +17,10 @@
 //! `slack` is the same notifier with another body: [`Notifier`] takes a
 //! [`Delivery`] (where to post and a [`Format`]), so both exporter types
 //! share one [`Grouper`] and one dispatcher and only the payload module
-//! ([`payload`] or [`slack`]) differs.
+//! ([`payload`] or [`slack`]) differs. `email` is a [`Transport::Smtp`]
+//! delivery of the same notifier ([`email`]): the dispatcher's `deliver`
+//! posts over HTTP or sends over SMTP, where a 4xx reply, a timeout or a
+//! connection error is retried and a 5xx reply is permanent.
 
 pub mod email;
 pub mod group;
@@ -199,7 +202,7 @@ pub struct Delivery {
 #[derive(Clone, Debug)]
 pub enum Transport {
     Http(HttpTarget),
-    Smtp(Box<email::EmailConfig>),
+    Smtp(email::EmailConfig),
 }
 
 /// Where a notification is posted, and its body.
@@ -250,7 +253,7 @@ fn lock(m: &Mutex<Grouper>) -> MutexGuard<'_, Grouper> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// An alert notifier: the exporter behind both `webhook` and `slack`.
+/// An alert notifier: the exporter behind `webhook`, `slack` and `email`.
 pub struct Notifier {
     id: ComponentId,
     delivery: Delivery,
@@ -425,13 +428,20 @@ impl Dispatcher {
         match smtp.send(message).await {
             Ok(_) => Ok(()),
             // A 5xx reply: the server will not take this message as it is.
-            Err(e) if e.is_permanent() => Err(PostError::Permanent(format!("{shown} refused the email: {e}"))),
+            Err(e) if e.is_permanent() => {
+                Err(PostError::Permanent(format!("{shown} refused the email: {e}")))
+            }
             // 4xx replies, connection errors, timeouts, TLS handshakes: worth another try.
             Err(e) => Err(PostError::Retryable(format!("sending to {shown}: {e}"), None)),
         }
     }
 
-    async fn post(&self, client: &reqwest::Client, h: &HttpTarget, n: &Notification) -> Result<(), PostError> {
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        h: &HttpTarget,
+        n: &Notification,
+    ) -> Result<(), PostError> {
         let d = &self.delivery;
         let body = h.format.body(&n.group_labels, &n.alerts, d.max_alerts);
         let shown = &d.shown;
