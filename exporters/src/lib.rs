@@ -22,7 +22,8 @@
 //!   daily partitions, retention, exactly-once batches and a dead-letter table.
 //! - [`webhook`]: alerts as Alertmanager's webhook payload, grouped and de-duplicated with
 //!   Alertmanager's semantics, retried until delivered; `slack` is the same notifier posting
-//!   Block Kit messages to a Slack incoming webhook ([`webhook::slack`]).
+//!   Block Kit messages to a Slack incoming webhook ([`webhook::slack`]), and `email` the same
+//!   notifier sending one email per notification over SMTP ([`webhook::email`]).
 //! - [`websocket`]: the live feed (`system_metrics` and opt-in span, GenAI and error streams) and
 //!   the built-in live page.
 
@@ -55,6 +56,12 @@ pub const TYPES: &[TypeInfo] = &[
         signals: Signals::ALL,
         routes: &[],
         about: "prints batches to stderr: counts, one line per item, or every field",
+    },
+    TypeInfo {
+        name: "email",
+        signals: Signals::ALERTS,
+        routes: &[],
+        about: "sends alerts as emails over SMTP (STARTTLS, TLS or plain), grouped like webhook, retried until delivered",
     },
     TypeInfo {
         name: "file",
@@ -105,6 +112,7 @@ pub const TYPES: &[TypeInfo] = &[
 pub enum ExporterConfig {
     Blackhole(blackhole::BlackholeConfig),
     Debug(debug::DebugConfig),
+    Email(webhook::email::EmailConfig),
     File(file::FileConfig),
     OtlpGrpc(otlp_grpc::OtlpGrpcConfig),
     OtlpHttp(otlp_http::OtlpHttpConfig),
@@ -131,6 +139,7 @@ impl ExporterConfig {
         match type_name {
             "blackhole" => typed(node, path, ExporterConfig::Blackhole),
             "debug" => typed(node, path, ExporterConfig::Debug),
+            "email" => typed(node, path, ExporterConfig::Email),
             "file" => typed(node, path, ExporterConfig::File),
             "otlp_grpc" => typed(node, path, ExporterConfig::OtlpGrpc),
             "otlp_http" => typed(node, path, ExporterConfig::OtlpHttp),
@@ -147,6 +156,7 @@ impl ExporterConfig {
         match self {
             ExporterConfig::Blackhole(_) => Vec::new(),
             ExporterConfig::Debug(_) => Vec::new(),
+            ExporterConfig::Email(c) => c.problems(),
             ExporterConfig::File(c) => c.problems(),
             ExporterConfig::OtlpGrpc(c) => c.problems(),
             ExporterConfig::OtlpHttp(c) => c.problems(),
@@ -162,6 +172,7 @@ impl ExporterConfig {
         match self {
             ExporterConfig::Blackhole(_)
             | ExporterConfig::Debug(_)
+            | ExporterConfig::Email(_)
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
@@ -178,6 +189,7 @@ impl ExporterConfig {
         match self {
             ExporterConfig::Blackhole(_)
             | ExporterConfig::Debug(_)
+            | ExporterConfig::Email(_)
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
@@ -200,6 +212,7 @@ impl ExporterConfig {
             },
             ExporterConfig::Blackhole(_)
             | ExporterConfig::Debug(_)
+            | ExporterConfig::Email(_)
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
@@ -216,6 +229,7 @@ impl ExporterConfig {
             ExporterConfig::Postgres(c) => Some(postgres::migrate(c).await),
             ExporterConfig::Blackhole(_)
             | ExporterConfig::Debug(_)
+            | ExporterConfig::Email(_)
             | ExporterConfig::File(_)
             | ExporterConfig::OtlpGrpc(_)
             | ExporterConfig::OtlpHttp(_)
@@ -229,6 +243,7 @@ impl ExporterConfig {
         Ok(match self {
             ExporterConfig::Blackhole(c) => Box::new(blackhole::BlackholeExporter::new(c)),
             ExporterConfig::Debug(c) => Box::new(debug::DebugExporter::new(id, c)),
+            ExporterConfig::Email(c) => Box::new(webhook::Notifier::email(id, c)),
             ExporterConfig::File(c) => Box::new(file::FileExporter::new(id, c)),
             ExporterConfig::OtlpGrpc(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)),
             ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new(id, c)),

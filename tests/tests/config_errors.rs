@@ -510,3 +510,43 @@ fn slack_settings() {
         &[(10, &["exporter `slack/ops` does not handle metrics (it handles: alerts)"])],
     );
 }
+
+#[test]
+fn email_settings() {
+    let yaml = |email: &str, pipeline: &str| {
+        format!(
+            "receivers: {{hostmetrics: {{}}}}\nconnectors:\n  alerts: {{rules: [{{name: A, metric: m, aggregation: avg, condition: gt, threshold: 1}}]}}\nexporters:\n  email/ops:\n{email}service:\n  pipelines:\n    metrics: {{receivers: [hostmetrics], exporters: [alerts{pipeline}]}}\n    alerts: {{receivers: [alerts], exporters: [email/ops]}}\n"
+        )
+    };
+    let ok = "    smarthost: smtp.example.com:587\n    from: magpie@example.com\n    to: [ops@example.com]\n    username: magpie\n    password: hunter2-secret\n";
+    let c = parse(&yaml(ok, "")).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let p = check(
+        &yaml("    smarthost: smtp.example.com:587\n    from: magpie@example.com\n", ""),
+        &[(6, &["test.yaml:6:", "exporters.email/ops", "missing required field `to`"])],
+    );
+    assert_eq!(p.len(), 1, "{}", render(&p));
+    let p = check(
+        &yaml(
+            "    smarthost: smtp.example.com\n    from: magpie@example.com\n    to: [ops@example.com, not-an-address]\n    password: hunter2-secret\n",
+            "",
+        ),
+        &[
+            (6, &["exporters.email/ops", "to `not-an-address` is not an email address"]),
+            (6, &["exporters.email/ops", "smarthost `smtp.example.com` must be host:port"]),
+            (6, &["exporters.email/ops", "username and password go together"]),
+        ],
+    );
+    assert!(!render(&p).contains("hunter2-secret"), "the password is a secret: {}", render(&p));
+    check(
+        &yaml(
+            "    smarthost: smtp.example.com:465\n    tls: ssl\n    from: a@b.c\n    to: [ops@example.com]\n",
+            "",
+        ),
+        &[(7, &["exporters.email/ops.tls", "unknown value `ssl`, expected one of: starttls, tls, none"])],
+    );
+    check(
+        &yaml(ok, ", email/ops"),
+        &[(13, &["exporter `email/ops` does not handle metrics (it handles: alerts)"])],
+    );
+}

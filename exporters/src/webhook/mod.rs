@@ -17,8 +17,12 @@
 //! `slack` is the same notifier with another body: [`Notifier`] takes a
 //! [`Delivery`] (where to post and a [`Format`]), so both exporter types
 //! share one [`Grouper`] and one dispatcher and only the payload module
-//! ([`payload`] or [`slack`]) differs.
+//! ([`payload`] or [`slack`]) differs. `email` is a [`Transport::Smtp`]
+//! delivery of the same notifier ([`email`]): the dispatcher's `deliver`
+//! posts over HTTP or sends over SMTP, where a 4xx reply, a timeout or a
+//! connection error is retried and a 5xx reply is permanent.
 
+pub mod email;
 pub mod group;
 pub mod payload;
 pub mod slack;
@@ -113,18 +117,20 @@ impl WebhookConfig {
     /// What the dispatcher of `id` needs: the endpoint, shown in logs as it is.
     pub fn delivery(&self, id: &ComponentId) -> Delivery {
         Delivery {
-            url: self.endpoint.clone(),
             shown: self.endpoint.clone(),
-            url_is_secret: false,
-            headers: self.headers.clone(),
-            timeout: self.timeout,
-            tls: self.tls.clone(),
             options: self.options(),
             max_alerts: self.max_alerts,
-            format: Format::Alertmanager {
-                receiver: self.receiver.clone().unwrap_or_else(|| id.to_string()),
-                external_url: self.external_url.clone(),
-            },
+            transport: Transport::Http(HttpTarget {
+                url: self.endpoint.clone(),
+                url_is_secret: false,
+                headers: self.headers.clone(),
+                timeout: self.timeout,
+                tls: self.tls.clone(),
+                format: Format::Alertmanager {
+                    receiver: self.receiver.clone().unwrap_or_else(|| id.to_string()),
+                    external_url: self.external_url.clone(),
+                },
+            }),
         }
     }
 }
@@ -181,21 +187,50 @@ pub fn cut<T>(alerts: &[T], max: usize) -> (&[T], usize) {
     if max > 0 && alerts.len() > max { (&alerts[..max], alerts.len() - max) } else { (alerts, 0) }
 }
 
-/// Where and how a [`Notifier`] posts.
+/// Where and how a [`Notifier`] delivers.
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    pub url: String,
-    /// How logs name the destination: the URL, or a name when the URL is a secret.
+    /// How logs name the destination: the URL, a name when the URL is a secret, the smarthost.
     pub shown: String,
+    pub options: GroupOptions,
+    /// Alerts per notification (0: no limit).
+    pub max_alerts: usize,
+    pub transport: Transport,
+}
+
+/// How a notification leaves: an HTTP post (`webhook`, `slack`) or an email (`email`).
+#[derive(Clone, Debug)]
+pub enum Transport {
+    Http(HttpTarget),
+    Smtp(email::EmailConfig),
+}
+
+/// Where a notification is posted, and its body.
+#[derive(Clone, Debug)]
+pub struct HttpTarget {
+    pub url: String,
     /// Whether transport errors must be stripped of the URL before they are logged.
     pub url_is_secret: bool,
     pub headers: Headers,
     pub timeout: Duration,
     pub tls: Option<ClientTls>,
-    pub options: GroupOptions,
-    /// Alerts per notification (0: no limit).
-    pub max_alerts: usize,
     pub format: Format,
+}
+
+impl Transport {
+    /// The exporter type, for messages.
+    fn type_name(&self) -> &'static str {
+        match self {
+            Transport::Http(h) => h.format.type_name(),
+            Transport::Smtp(_) => "email",
+        }
+    }
+}
+
+/// The client a dispatcher delivers through.
+enum Client {
+    Http(reqwest::Client),
+    Smtp(lettre::AsyncSmtpTransport<lettre::Tokio1Executor>),
 }
 
 /// The backoff between attempts of one group's notification.
@@ -218,7 +253,7 @@ fn lock(m: &Mutex<Grouper>) -> MutexGuard<'_, Grouper> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// An alert notifier: the exporter behind both `webhook` and `slack`.
+/// An alert notifier: the exporter behind `webhook`, `slack` and `email`.
 pub struct Notifier {
     id: ComponentId,
     delivery: Delivery,
@@ -233,6 +268,11 @@ pub type WebhookExporter = Notifier;
 impl Notifier {
     /// A `webhook` exporter.
     pub fn new(id: &ComponentId, config: &WebhookConfig) -> Self {
+        Notifier::with(id, config.delivery(id))
+    }
+
+    /// An `email` exporter.
+    pub fn email(id: &ComponentId, config: &email::EmailConfig) -> Self {
         Notifier::with(id, config.delivery(id))
     }
 
@@ -258,8 +298,12 @@ impl Notifier {
 #[async_trait::async_trait]
 impl Exporter for Notifier {
     async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
-        let d = &self.delivery;
-        let client = http_client(&d.headers, d.timeout, d.tls.as_ref()).map_err(ComponentError::new)?;
+        let client = match &self.delivery.transport {
+            Transport::Http(h) => {
+                Client::Http(http_client(&h.headers, h.timeout, h.tls.as_ref()).map_err(ComponentError::new)?)
+            }
+            Transport::Smtp(c) => Client::Smtp(c.transport().map_err(ComponentError::new)?),
+        };
         let d = Dispatcher {
             id: self.id.clone(),
             delivery: self.delivery.clone(),
@@ -275,7 +319,7 @@ impl Exporter for Notifier {
         let Batch::Alerts(alerts) = batch.as_ref() else {
             return Err(ExportError::permanent(format!(
                 "{} takes alerts, not {}",
-                self.delivery.format.type_name(),
+                self.delivery.transport.type_name(),
                 batch.signal()
             )));
         };
@@ -308,7 +352,7 @@ enum PostError {
 struct Dispatcher {
     id: ComponentId,
     delivery: Delivery,
-    client: reqwest::Client,
+    client: Client,
     shared: Arc<Shared>,
     backoffs: HashMap<String, Backoff>,
 }
@@ -335,7 +379,7 @@ impl Dispatcher {
     async fn flush(&mut self, last: bool) {
         let due = lock(&self.shared.grouper).due(SystemTime::now());
         for n in due {
-            let result = self.post(&n).await;
+            let result = self.deliver(&n).await;
             let now = SystemTime::now();
             match result {
                 Ok(()) => {
@@ -362,13 +406,48 @@ impl Dispatcher {
         }
     }
 
-    async fn post(&self, n: &Notification) -> Result<(), PostError> {
+    /// Sends one notification: an HTTP post or an email, by the transport.
+    async fn deliver(&self, n: &Notification) -> Result<(), PostError> {
+        match (&self.client, &self.delivery.transport) {
+            (Client::Http(client), Transport::Http(h)) => self.post(client, h, n).await,
+            (Client::Smtp(smtp), Transport::Smtp(c)) => self.send_email(smtp, c, n).await,
+            _ => Err(PostError::Permanent("the client does not match the transport".to_string())),
+        }
+    }
+
+    async fn send_email(
+        &self,
+        smtp: &lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+        c: &email::EmailConfig,
+        n: &Notification,
+    ) -> Result<(), PostError> {
+        use lettre::AsyncTransport;
+        let shown = &self.delivery.shown;
+        let message =
+            c.message(&n.group_labels, &n.alerts, self.delivery.max_alerts).map_err(PostError::Permanent)?;
+        match smtp.send(message).await {
+            Ok(_) => Ok(()),
+            // A 5xx reply: the server will not take this message as it is.
+            Err(e) if e.is_permanent() => {
+                Err(PostError::Permanent(format!("{shown} refused the email: {e}")))
+            }
+            // 4xx replies, connection errors, timeouts, TLS handshakes: worth another try.
+            Err(e) => Err(PostError::Retryable(format!("sending to {shown}: {e}"), None)),
+        }
+    }
+
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        h: &HttpTarget,
+        n: &Notification,
+    ) -> Result<(), PostError> {
         let d = &self.delivery;
-        let body = d.format.body(&n.group_labels, &n.alerts, d.max_alerts);
+        let body = h.format.body(&n.group_labels, &n.alerts, d.max_alerts);
         let shown = &d.shown;
-        let resp = self.client.post(&d.url).json(&body).send().await.map_err(|e| {
+        let resp = client.post(&h.url).json(&body).send().await.map_err(|e| {
             // reqwest's errors print their URL; a secret URL must not reach the log.
-            let e = if d.url_is_secret { e.without_url() } else { e };
+            let e = if h.url_is_secret { e.without_url() } else { e };
             PostError::Retryable(format!("sending to {shown}: {e}"), None)
         })?;
         let status = resp.status().as_u16();

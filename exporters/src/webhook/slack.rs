@@ -16,7 +16,7 @@
 //! a character boundary to Slack's limits (3000 characters per section, 150
 //! per header), never inside an escape.
 
-use super::{Delivery, Format, interval_problems};
+use super::{Delivery, Format, HttpTarget, Transport, interval_problems};
 use crate::otlp_common::{ClientTls, default_timeout};
 use magpie_core::ComponentId;
 use magpie_core::alert::{Alert, AlertStatus, rfc3339};
@@ -76,12 +76,7 @@ impl SlackConfig {
     /// What the dispatcher of `id` needs; logs name the component, never the URL.
     pub fn delivery(&self, id: &ComponentId) -> Delivery {
         Delivery {
-            url: self.webhook_url.expose().clone(),
             shown: format!("the Slack webhook of {id}"),
-            url_is_secret: true,
-            headers: Default::default(),
-            timeout: self.timeout,
-            tls: self.tls.clone(),
             options: super::group::GroupOptions {
                 group_by: self.group_by.clone(),
                 group_wait: self.group_wait,
@@ -90,10 +85,17 @@ impl SlackConfig {
                 resolve_timeout: self.resolve_timeout,
             },
             max_alerts: self.max_alerts,
-            format: Format::Slack(SlackOptions {
-                channel: self.channel.clone(),
-                username: self.username.clone(),
-                icon_emoji: self.icon_emoji.clone(),
+            transport: Transport::Http(HttpTarget {
+                url: self.webhook_url.expose().clone(),
+                url_is_secret: true,
+                headers: Default::default(),
+                timeout: self.timeout,
+                tls: self.tls.clone(),
+                format: Format::Slack(SlackOptions {
+                    channel: self.channel.clone(),
+                    username: self.username.clone(),
+                    icon_emoji: self.icon_emoji.clone(),
+                }),
             }),
         }
     }
