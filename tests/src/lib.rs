@@ -279,6 +279,45 @@ pub fn read_otlp_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))).collect()
 }
 
+/// Metrics for the alert rules' end-to-end tests.
+pub mod alerting {
+    use magpie_core::otlp::{double_point, gauge, kv_str, now_unix_nanos};
+    use magpie_core::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+    use magpie_core::proto::metrics::v1::{ResourceMetrics, ScopeMetrics};
+    use magpie_core::proto::resource::v1::Resource;
+
+    /// Posts one `queue.depth` gauge point of service `api`, queue `jobs`,
+    /// stamped now, over OTLP/HTTP JSON to the receiver at `addr`.
+    pub async fn send_depth(addr: &str, value: f64) {
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv_str("service.name", "api")],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![gauge(
+                        "queue.depth",
+                        "1",
+                        vec![double_point(value, 0, now_unix_nanos(), vec![kv_str("queue", "jobs")])],
+                    )],
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let body = serde_json::to_string(&req).unwrap_or_else(|e| panic!("encoding the request: {e}"));
+        let r = super::http()
+            .post(format!("http://{addr}/v1/metrics"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("posting to the otlp receiver: {e}"));
+        assert!(r.status().is_success(), "otlp receiver answered {}", r.status());
+    }
+}
+
 /// Spans for OTLP/JSON requests.
 pub mod spans {
     use magpie_core::otlp::{kv_int, kv_str, now_unix_nanos};

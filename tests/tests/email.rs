@@ -7,11 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use magpie_core::otlp::{double_point, gauge, kv_str, now_unix_nanos};
-use magpie_core::proto::collector::metrics::v1::ExportMetricsServiceRequest;
-use magpie_core::proto::metrics::v1::{ResourceMetrics, ScopeMetrics};
-use magpie_core::proto::resource::v1::Resource;
-use magpie_tests::{RunningAgent, http};
+use magpie_tests::RunningAgent;
+use magpie_tests::alerting::send_depth;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -104,35 +101,6 @@ service:
     alerts: {{receivers: [alerts], exporters: [email/ops]}}
 "##
     )
-}
-
-/// Posts one `queue.depth` gauge point, stamped now.
-async fn send_depth(addr: &str, value: f64) {
-    let req = ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![kv_str("service.name", "api")],
-                ..Default::default()
-            }),
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![gauge(
-                    "queue.depth",
-                    "1",
-                    vec![double_point(value, 0, now_unix_nanos(), vec![kv_str("queue", "jobs")])],
-                )],
-                ..Default::default()
-            }],
-            schema_url: String::new(),
-        }],
-    };
-    let r = http()
-        .post(format!("http://{addr}/v1/metrics"))
-        .header("content-type", "application/json")
-        .body(serde_json::to_string(&req).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "otlp receiver answered {}", r.status());
 }
 
 fn accepted(m: &Value) -> bool {
